@@ -1,0 +1,63 @@
+//! # smtpy-core
+//!
+//! The domain model, policy and storage traits of smtpy, an email aliasing
+//! service. No sockets and no database here: adapters (`smtpy-store-redb`,
+//! `smtpy-store-sql`, `smtpy-smtp`, `smtpy-http`) depend on this crate,
+//! never the other way round.
+//!
+//! ```
+//! # tokio_test_block_on(async {
+//! use smtpy_core::address::{DomainName, EmailAddress};
+//! use smtpy_core::memory::MemoryStore;
+//! use smtpy_core::model::{Alias, Domain, Mailbox, Role, User};
+//! use smtpy_core::store::{AliasStore, DomainStore, MailboxStore, UserStore};
+//! use smtpy_core::time::{Clock, SystemClock};
+//!
+//! let store = MemoryStore::new();
+//! let now = SystemClock.now();
+//! let user = User::new(EmailAddress::parse("owner@example.org")?, Role::User, now);
+//! store.create_user(&user).await?;
+//! let domain = Domain::new(DomainName::parse("alias.example")?, user.id, "token".into(), now);
+//! store.create_domain(&domain).await?;
+//! let mailbox = Mailbox::new(user.id, EmailAddress::parse("me@mail.example")?, now);
+//! store.create_mailbox(&mailbox).await?;
+//! let alias = Alias::new(EmailAddress::parse("shop@alias.example")?, user.id, domain.id, vec![mailbox.id], now);
+//! store.create_alias(&alias).await?;
+//!
+//! // Lookup is case-insensitive.
+//! let found = store.find_alias_by_address(&EmailAddress::parse("SHOP@Alias.Example")?).await?;
+//! assert_eq!(found.map(|a| a.id), Some(alias.id));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+//!
+//! ## Map
+//!
+//! * [`address`] — RFC 5321 addresses and IDNA domains, parsed once.
+//! * [`model`] — users, domains, mailboxes, aliases, contacts, rules, audit, usage.
+//! * [`store`] — the storage traits and their contracts; [`memory`] is the
+//!   reference implementation.
+//! * [`gcra`] — the rate-limit algorithm; [`secret`] — encryption at rest;
+//!   [`password`] — argon2id; [`time`] — injected clocks.
+//! * `testing` (feature `testing`) — the conformance suite every backend runs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod address;
+pub mod error;
+pub mod gcra;
+pub mod ids;
+pub mod memory;
+pub mod model;
+pub mod password;
+pub mod secret;
+pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+pub mod time;
+
+pub use error::{StoreError, StoreResult};
+pub use store::Store;
