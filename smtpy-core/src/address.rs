@@ -266,18 +266,21 @@ impl LocalPart {
     }
 
     /// The canonical text of the local part, with its original case.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
     /// Whether the local part is pure ASCII. If not, sending to or from it
     /// requires the SMTPUTF8 extension (RFC 6531).
+    #[must_use]
     pub fn is_ascii(&self) -> bool {
         self.text.is_ascii()
     }
 
     /// Whether the canonical form is a quoted string (its content is not a
     /// valid dot-atom).
+    #[must_use]
     pub fn is_quoted(&self) -> bool {
         self.text.starts_with('"')
     }
@@ -433,7 +436,7 @@ impl FromStr for LocalPart {
 pub struct DomainName {
     /// Lower-case A-label form.
     ascii: String,
-    /// U-label form, as produced by UTS #46 ToUnicode.
+    /// U-label form, as produced by UTS #46 `ToUnicode`.
     unicode: String,
 }
 
@@ -561,11 +564,13 @@ impl DomainName {
 
     /// The lower-case A-label form, e.g. `xn--bcher-kva.example`. This is the
     /// canonical lookup key and the form to use on the wire and in DNS.
+    #[must_use]
     pub fn as_ascii(&self) -> &str {
         &self.ascii
     }
 
     /// The U-label form, e.g. `bücher.example`, for display.
+    #[must_use]
     pub fn as_unicode(&self) -> &str {
         &self.unicode
     }
@@ -577,6 +582,7 @@ impl DomainName {
     /// Following RFC 8499's definition, a domain counts as a subdomain of
     /// itself. This is a plain label-suffix test; it knows nothing about
     /// public suffixes or zone cuts.
+    #[must_use]
     pub fn is_subdomain_of(&self, parent: &DomainName) -> bool {
         self.ascii
             .strip_suffix(parent.ascii.as_str())
@@ -716,11 +722,13 @@ impl EmailAddress {
     }
 
     /// The local part (before the `@`).
+    #[must_use]
     pub fn local_part(&self) -> &LocalPart {
         &self.local
     }
 
     /// The domain (after the `@`).
+    #[must_use]
     pub fn domain(&self) -> &DomainName {
         &self.domain
     }
@@ -730,6 +738,7 @@ impl EmailAddress {
     /// `john.doe@xn--bcher-kva.example`.
     ///
     /// Parsing the key yields an equal address with the same key.
+    #[must_use]
     pub fn canonical(&self) -> String {
         let mut key = String::with_capacity(self.local.folded.len() + 1 + self.domain.ascii.len());
         key.push_str(self.local.folded());
@@ -740,6 +749,7 @@ impl EmailAddress {
 
     /// `local@A-label-domain`, suitable for a plain SMTP session; `None` when
     /// the local part is non-ASCII and so needs SMTPUTF8.
+    #[must_use]
     pub fn to_ascii_string(&self) -> Option<String> {
         if self.local.is_ascii() {
             Some(format!("{}@{}", self.local.text, self.domain.ascii))
@@ -752,6 +762,7 @@ impl EmailAddress {
     /// this address, i.e. whether the local part is non-ASCII. An
     /// internationalised domain alone does not need it: its A-label form is
     /// used instead.
+    #[must_use]
     pub fn requires_smtputf8(&self) -> bool {
         !self.local.is_ascii()
     }

@@ -160,6 +160,27 @@ impl State {
         Ok(())
     }
 
+    /// Every check `create_alias` makes, in its documented order.
+    fn check_new_alias(&self, alias: &Alias) -> StoreResult<()> {
+        self.user_exists(alias.owner)?;
+        let key = alias.address.canonical();
+        if self.tombstones.contains_key(&key) {
+            return Err(StoreError::Gone { entity: "alias" });
+        }
+        if self.alias_by_address.contains_key(&key) || self.aliases.contains_key(&alias.id) {
+            return Err(exists("alias"));
+        }
+        let domain = self
+            .domains
+            .get(&alias.domain)
+            .filter(|d| d.shared || d.owner == alias.owner)
+            .ok_or(not_found("domain"))?;
+        if domain.name != *alias.address.domain() {
+            return Err(invalid("alias", "the address is not on the alias's domain"));
+        }
+        self.check_alias_mailboxes(alias.owner, &alias.mailboxes)
+    }
+
     fn check_rule_scope(&self, rule: &ForwardingRule) -> StoreResult<()> {
         self.user_exists(rule.owner)?;
         match rule.scope {
@@ -594,6 +615,11 @@ impl DomainStore for MemoryStore {
     }
 }
 
+/// Two mailboxes may not share a pending verification token.
+fn token_clash(a: &Mailbox, b: &Mailbox) -> bool {
+    a.verification_token.is_some() && a.verification_token == b.verification_token
+}
+
 #[async_trait]
 impl MailboxStore for MemoryStore {
     async fn create_mailbox(&self, mailbox: &Mailbox) -> StoreResult<()> {
@@ -601,9 +627,10 @@ impl MailboxStore for MemoryStore {
             s.user_exists(mailbox.owner)?;
             let key = mailbox.address.canonical();
             if s.mailboxes.contains_key(&mailbox.id)
-                || s.mailboxes
-                    .values()
-                    .any(|m| m.owner == mailbox.owner && m.address.canonical() == key)
+                || s.mailboxes.values().any(|m| {
+                    (m.owner == mailbox.owner && m.address.canonical() == key)
+                        || token_clash(m, mailbox)
+                })
             {
                 return Err(exists("mailbox"));
             }
@@ -653,10 +680,11 @@ impl MailboxStore for MemoryStore {
             }
             let key = mailbox.address.canonical();
             let owner = stored.owner;
-            if s.mailboxes
-                .values()
-                .any(|m| m.id != mailbox.id && m.owner == owner && m.address.canonical() == key)
-            {
+            if s.mailboxes.values().any(|m| {
+                m.id != mailbox.id
+                    && ((m.owner == owner && m.address.canonical() == key)
+                        || token_clash(m, mailbox))
+            }) {
                 return Err(exists("mailbox"));
             }
             let mut next = mailbox.clone();
@@ -694,25 +722,27 @@ impl MailboxStore for MemoryStore {
 impl AliasStore for MemoryStore {
     async fn create_alias(&self, alias: &Alias) -> StoreResult<()> {
         self.write(|s| {
-            s.user_exists(alias.owner)?;
-            let key = alias.address.canonical();
-            if s.tombstones.contains_key(&key) {
-                return Err(StoreError::Gone { entity: "alias" });
-            }
-            if s.alias_by_address.contains_key(&key) || s.aliases.contains_key(&alias.id) {
-                return Err(exists("alias"));
-            }
-            let domain = s
-                .domains
-                .get(&alias.domain)
-                .filter(|d| d.shared || d.owner == alias.owner)
-                .ok_or(not_found("domain"))?;
-            if domain.name != *alias.address.domain() {
-                return Err(invalid("alias", "the address is not on the alias's domain"));
-            }
-            s.check_alias_mailboxes(alias.owner, &alias.mailboxes)?;
-            s.alias_by_address.insert(key, alias.id);
+            s.check_new_alias(alias)?;
+            s.alias_by_address.insert(alias.address.canonical(), alias.id);
             s.aliases.insert(alias.id, alias.clone());
+            Ok(())
+        })
+    }
+
+    async fn create_aliases(&self, aliases: &[Alias]) -> StoreResult<()> {
+        self.write(|s| {
+            // Check everything against the state plus the batch, then insert.
+            let mut batch = BTreeSet::new();
+            for alias in aliases {
+                s.check_new_alias(alias)?;
+                if !batch.insert(alias.address.canonical()) {
+                    return Err(exists("alias"));
+                }
+            }
+            for alias in aliases {
+                s.alias_by_address.insert(alias.address.canonical(), alias.id);
+                s.aliases.insert(alias.id, alias.clone());
+            }
             Ok(())
         })
     }

@@ -858,7 +858,10 @@ fn local_part() -> impl Strategy<Value = String> {
 }
 
 fn ascii_label() -> impl Strategy<Value = String> {
-    "[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?"
+    // Random `xn--` labels are (correctly) rejected as bad Punycode.
+    "[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?".prop_filter("not an A-label", |l| {
+        !l.to_ascii_lowercase().starts_with("xn--")
+    })
 }
 
 fn idn_label() -> impl Strategy<Value = String> {
@@ -956,7 +959,7 @@ fn parse(s: &str) -> Result<EmailAddress, TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 30000,
+        cases: 2000,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

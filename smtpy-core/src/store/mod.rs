@@ -359,8 +359,8 @@ pub trait DomainStore: Send + Sync {
     /// Only the owner (or `System`) may update; shared domains are not
     /// writable by other users (`NotFound`).
     async fn update_domain(&self, access: Access, domain: &Domain) -> StoreResult<Domain>;
-    /// Deletes a domain. `Conflict` while aliases (live or soft-deleted)
-    /// exist on it. `NotFound` if missing or not writable.
+    /// Deletes a domain and the rules scoped to it. `Conflict` while aliases
+    /// (live or soft-deleted) exist on it. `NotFound` if missing or not writable.
     async fn delete_domain(&self, access: Access, id: DomainId) -> StoreResult<()>;
 }
 
@@ -368,7 +368,8 @@ pub trait DomainStore: Send + Sync {
 #[async_trait]
 pub trait MailboxStore: Send + Sync {
     /// Inserts a mailbox. `AlreadyExists` if the owner already has this
-    /// address; `NotFound` if the owner does not exist.
+    /// address or the verification token hash is another mailbox's;
+    /// `NotFound` if the owner does not exist.
     async fn create_mailbox(&self, mailbox: &Mailbox) -> StoreResult<()>;
     /// A mailbox by id.
     async fn get_mailbox(&self, access: Access, id: MailboxId) -> StoreResult<Mailbox>;
@@ -377,7 +378,8 @@ pub trait MailboxStore: Send + Sync {
     /// The mailbox whose pending verification token hashes to `hash`.
     async fn find_mailbox_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Mailbox>>;
     /// Replaces every field but `id`, `owner`, `created_at` (revision-checked).
-    /// `AlreadyExists` if the new address is another mailbox's of the owner.
+    /// `AlreadyExists` if the new address is another mailbox's of the owner,
+    /// or the verification token hash is another mailbox's.
     async fn update_mailbox(&self, access: Access, mailbox: &Mailbox) -> StoreResult<Mailbox>;
     /// Deletes a mailbox. `Conflict` while any alias (live or soft-deleted)
     /// or domain default still points at it.
@@ -389,13 +391,28 @@ pub trait MailboxStore: Send + Sync {
 pub trait AliasStore: Send + Sync {
     /// Inserts an alias.
     ///
-    /// `AlreadyExists` if the address is live or soft-deleted; `Gone` if it
-    /// was purged (tombstone). `NotFound { entity: "domain" }` if the domain
-    /// is missing, or is neither the owner's nor shared;
+    /// Checked in this order: `NotFound { entity: "user" }` if the owner is
+    /// missing; `Gone` if the address was purged (tombstone);
+    /// `AlreadyExists` if the address is live or soft-deleted;
+    /// `NotFound { entity: "domain" }` if the domain is missing, or is
+    /// neither the owner's nor shared; `Invalid` if the address's domain is
+    /// not the alias's domain or there is no mailbox;
     /// `NotFound { entity: "mailbox" }` if a mailbox is missing or not the
-    /// owner's; `Invalid` if there is no mailbox or the address's domain is
-    /// not the alias's domain.
+    /// owner's.
     async fn create_alias(&self, alias: &Alias) -> StoreResult<()>;
+    /// Inserts many aliases with the checks of [`create_alias`](Self::create_alias),
+    /// for imports and provisioning.
+    ///
+    /// Backends override this to write everything in one transaction (all or
+    /// nothing, one commit). The provided version calls `create_alias` for
+    /// each alias in turn and stops at the first error, so the aliases before
+    /// it stay created.
+    async fn create_aliases(&self, aliases: &[Alias]) -> StoreResult<()> {
+        for alias in aliases {
+            self.create_alias(alias).await?;
+        }
+        Ok(())
+    }
     /// An alias by id (soft-deleted ones included).
     async fn get_alias(&self, access: Access, id: AliasId) -> StoreResult<Alias>;
     /// The live (not soft-deleted) alias with this address, case-insensitively.
@@ -415,13 +432,15 @@ pub trait AliasStore: Send + Sync {
     /// Mailbox rules as in `create_alias`.
     async fn update_alias(&self, access: Access, alias: &Alias) -> StoreResult<Alias>;
     /// Soft-deletes at `at`; idempotent (an already deleted alias keeps its
-    /// first `deleted_at`). Counts as a change: bumps the revision.
+    /// first `deleted_at`). Bumps the revision when it changes something;
+    /// `updated_at` is left as it was (it records the owner's last edit).
     async fn delete_alias(&self, access: Access, id: AliasId, at: Timestamp) -> StoreResult<()>;
     /// Undoes a soft delete; idempotent on a live alias. `NotFound` once purged.
     async fn restore_alias(&self, access: Access, id: AliasId) -> StoreResult<()>;
     /// Applies one action to all `ids`, all or nothing: `NotFound` (and no
-    /// change) if any id is missing or not visible. Returns how many aliases
-    /// changed.
+    /// change) if any id is missing or not visible. Each alias the action
+    /// actually changes gets its revision bumped and `updated_at = at`;
+    /// returns how many changed (duplicate ids count once).
     async fn bulk_update_aliases(
         &self,
         access: Access,
@@ -438,7 +457,8 @@ pub trait AliasStore: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<()>;
     /// Permanently removes aliases soft-deleted at or before `older_than`,
-    /// with their contacts and alias-scoped rules, leaving tombstones.
+    /// with their contacts, alias-scoped rules and per-alias usage, leaving
+    /// tombstones.
     /// Returns how many aliases were purged.
     async fn purge_deleted_aliases(&self, older_than: Timestamp) -> StoreResult<u64>;
     /// True if `address` was purged and can never be created again.
@@ -462,7 +482,8 @@ pub trait ContactStore: Send + Sync {
     ) -> StoreResult<Option<Contact>>;
     /// The contact with this reverse key (reply path; must be fast).
     async fn find_contact_by_reverse_key(&self, key: &str) -> StoreResult<Option<Contact>>;
-    /// Contacts visible to `access`, optionally of one alias, by id.
+    /// Contacts visible to `access`, optionally of one alias, by id (an
+    /// alias that is not visible simply yields no rows).
     async fn list_contacts(
         &self,
         access: Access,

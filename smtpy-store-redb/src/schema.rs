@@ -1,0 +1,267 @@
+//! Tables, the schema version and its upgrade steps.
+//!
+//! # Layout (schema version 1)
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `meta` | name | `u64` (`schema_version`) |
+//! | `users` | user id | row |
+//! | `users_by_email` | canonical email | user id |
+//! | `api_keys` | key id | row |
+//! | `api_keys_by_hash` | secret hash | key id |
+//! | `api_keys_by_owner` | owner ‖ key id | — |
+//! | `sessions` | id hash | row |
+//! | `sessions_by_user` | user ‖ id hash | — |
+//! | `invitations` | invitation id | row |
+//! | `invitations_by_token` | token hash | invitation id |
+//! | `domains` | domain id | row |
+//! | `domains_by_name` | A-label name | domain id |
+//! | `mailboxes` | mailbox id | row |
+//! | `mailboxes_by_owner` | owner ‖ mailbox id | — |
+//! | `mailboxes_by_address` | owner ‖ canonical address | mailbox id |
+//! | `mailboxes_by_token` | verification token hash | mailbox id |
+//! | `aliases` | alias id | row |
+//! | `aliases_by_address` | canonical address (live and soft-deleted) | alias id |
+//! | `aliases_by_owner` | owner ‖ alias id | — |
+//! | `aliases_by_domain` | domain ‖ alias id | — |
+//! | `aliases_deleted` | deleted_at ‖ alias id (soft-deleted only) | — |
+//! | `tombstones` | canonical address of a purged alias | — |
+//! | `contacts` | contact id | row |
+//! | `contacts_by_reverse_key` | reverse key | contact id |
+//! | `contacts_by_alias_address` | alias ‖ canonical address | contact id |
+//! | `contacts_by_alias` | alias ‖ contact id | — |
+//! | `contacts_by_owner` | owner ‖ contact id | — |
+//! | `rules` | rule id | row |
+//! | `rules_by_owner` | owner ‖ rule id | — |
+//! | `audit` | event id | row |
+//! | `audit_by_owner` | owner ‖ event id | — |
+//! | `usage` | kind ‖ subject id ‖ day | messages ‖ bytes |
+//! | `rate_limits` | key | TAT (unix ms) |
+//!
+//! Every index is written in the same write transaction as its row.
+
+use std::cell::{RefCell, RefMut};
+
+use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+
+use crate::error::{Error, OpenError};
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: u64 = 1;
+
+/// Key of the schema version in [`META`].
+pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+macro_rules! tables {
+    ($($field:ident, $def:ident, $name:literal: $k:ty => $v:ty;)*) => {
+        $(
+            #[doc = concat!("The `", $name, "` table.")]
+            pub(crate) const $def: TableDefinition<'static, $k, $v> = TableDefinition::new($name);
+        )*
+
+        /// The tables of one write transaction, each opened on first use.
+        ///
+        /// Each accessor hands out the table for as long as the returned
+        /// guard lives; asking for a table that is still borrowed is an
+        /// internal error, not a panic.
+        pub(crate) struct Tx<'t> {
+            txn: &'t WriteTransaction,
+            /// Set when the transaction changed nothing and may be aborted
+            /// instead of committed (saves the fsync).
+            unchanged: std::cell::Cell<bool>,
+            $($field: RefCell<Option<Table<'t, $k, $v>>>,)*
+        }
+
+        impl<'t> Tx<'t> {
+            pub(crate) fn new(txn: &'t WriteTransaction) -> Self {
+                Self {
+                    txn,
+                    unchanged: std::cell::Cell::new(false),
+                    $($field: RefCell::new(None),)*
+                }
+            }
+
+            $(
+                #[doc = concat!("The `", $name, "` table.")]
+                pub(crate) fn $field(&self) -> Result<RefMut<'_, Table<'t, $k, $v>>, Error> {
+                    let mut slot = self
+                        .$field
+                        .try_borrow_mut()
+                        .map_err(|_| Error::Internal(concat!("table ", $name, " opened twice")))?;
+                    if slot.is_none() {
+                        *slot = Some(self.txn.open_table($def)?);
+                    }
+                    RefMut::filter_map(slot, Option::as_mut)
+                        .map_err(|_| Error::Internal(concat!("table ", $name, " not open")))
+                }
+            )*
+
+            /// Creates every table that does not exist yet.
+            pub(crate) fn create_all(&self) -> Result<(), Error> {
+                $(drop(self.$field()?);)*
+                Ok(())
+            }
+        }
+    };
+}
+
+tables! {
+    meta, META, "meta": &'static str => u64;
+    users, USERS, "users": &'static [u8; 16] => &'static [u8];
+    users_by_email, USERS_BY_EMAIL, "users_by_email": &'static str => &'static [u8; 16];
+    api_keys, API_KEYS, "api_keys": &'static [u8; 16] => &'static [u8];
+    api_keys_by_hash, API_KEYS_BY_HASH, "api_keys_by_hash": &'static [u8; 32] => &'static [u8; 16];
+    api_keys_by_owner, API_KEYS_BY_OWNER, "api_keys_by_owner": &'static [u8; 32] => ();
+    sessions, SESSIONS, "sessions": &'static [u8; 32] => &'static [u8];
+    sessions_by_user, SESSIONS_BY_USER, "sessions_by_user": &'static [u8; 48] => ();
+    invitations, INVITATIONS, "invitations": &'static [u8; 16] => &'static [u8];
+    invitations_by_token, INVITATIONS_BY_TOKEN, "invitations_by_token": &'static [u8; 32] => &'static [u8; 16];
+    domains, DOMAINS, "domains": &'static [u8; 16] => &'static [u8];
+    domains_by_name, DOMAINS_BY_NAME, "domains_by_name": &'static str => &'static [u8; 16];
+    mailboxes, MAILBOXES, "mailboxes": &'static [u8; 16] => &'static [u8];
+    mailboxes_by_owner, MAILBOXES_BY_OWNER, "mailboxes_by_owner": &'static [u8; 32] => ();
+    mailboxes_by_address, MAILBOXES_BY_ADDRESS, "mailboxes_by_address": &'static [u8] => &'static [u8; 16];
+    mailboxes_by_token, MAILBOXES_BY_TOKEN, "mailboxes_by_token": &'static [u8; 32] => &'static [u8; 16];
+    aliases, ALIASES, "aliases": &'static [u8; 16] => &'static [u8];
+    aliases_by_address, ALIASES_BY_ADDRESS, "aliases_by_address": &'static str => &'static [u8; 16];
+    aliases_by_owner, ALIASES_BY_OWNER, "aliases_by_owner": &'static [u8; 32] => ();
+    aliases_by_domain, ALIASES_BY_DOMAIN, "aliases_by_domain": &'static [u8; 32] => ();
+    aliases_deleted, ALIASES_DELETED, "aliases_deleted": &'static [u8; 24] => ();
+    tombstones, TOMBSTONES, "tombstones": &'static str => ();
+    contacts, CONTACTS, "contacts": &'static [u8; 16] => &'static [u8];
+    contacts_by_reverse_key, CONTACTS_BY_REVERSE_KEY, "contacts_by_reverse_key": &'static str => &'static [u8; 16];
+    contacts_by_alias_address, CONTACTS_BY_ALIAS_ADDRESS, "contacts_by_alias_address": &'static [u8] => &'static [u8; 16];
+    contacts_by_alias, CONTACTS_BY_ALIAS, "contacts_by_alias": &'static [u8; 32] => ();
+    contacts_by_owner, CONTACTS_BY_OWNER, "contacts_by_owner": &'static [u8; 32] => ();
+    rules, RULES, "rules": &'static [u8; 16] => &'static [u8];
+    rules_by_owner, RULES_BY_OWNER, "rules_by_owner": &'static [u8; 32] => ();
+    audit, AUDIT, "audit": &'static [u8; 16] => &'static [u8];
+    audit_by_owner, AUDIT_BY_OWNER, "audit_by_owner": &'static [u8; 32] => ();
+    usage, USAGE, "usage": &'static [u8; 21] => &'static [u8; 16];
+    rate_limits, RATE_LIMITS, "rate_limits": &'static str => i64;
+}
+
+impl Tx<'_> {
+    /// Marks the transaction as having changed nothing: it is aborted
+    /// instead of committed. Call only before any write.
+    pub(crate) fn unchanged(&self) {
+        self.unchanged.set(true);
+    }
+
+    /// Whether [`unchanged`](Self::unchanged) was called.
+    pub(crate) fn is_unchanged(&self) -> bool {
+        self.unchanged.get()
+    }
+}
+
+/// One schema upgrade: turns a file at version `from` into `from + 1`.
+///
+/// Steps run inside the opening write transaction, so an upgrade either
+/// completes (every step and the new version number) or leaves the file as
+/// it was.
+#[derive(Clone, Copy)]
+pub(crate) struct UpgradeStep {
+    /// The version this step upgrades from.
+    pub(crate) from: u64,
+    /// What it does, for the log.
+    pub(crate) description: &'static str,
+    /// The work.
+    pub(crate) apply: fn(&Tx<'_>) -> Result<(), Error>,
+}
+
+/// Every upgrade step, by `from` version. Version 1 is the first schema, so
+/// there are none yet; a step from 1 to 2 goes here with
+/// [`SCHEMA_VERSION`] raised to 2.
+pub(crate) const UPGRADES: &[UpgradeStep] = &[];
+
+/// What opening did to the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Migration {
+    /// A new file: the current version was written.
+    Created,
+    /// Already at the current version.
+    Current,
+    /// Upgraded from this version.
+    Upgraded(u64),
+}
+
+/// Brings the schema of the file behind `txn` to `target` using `steps`:
+/// writes `target` into a new file, accepts a file at `target`, runs the
+/// steps from the file's version up to `target`, and refuses a newer file.
+/// The caller commits on `Ok` (and must abort on `Err`).
+pub(crate) fn migrate(
+    txn: &WriteTransaction,
+    steps: &[UpgradeStep],
+    target: u64,
+) -> Result<Migration, OpenError> {
+    let found = read_version(txn)?;
+    let tx = Tx::new(txn);
+    let outcome = match found {
+        None => {
+            let foreign = txn
+                .list_tables()
+                .map_err(redb::Error::from)?
+                .map(|t| t.name().to_owned())
+                .find(|name| name != META.name());
+            if let Some(name) = foreign {
+                return Err(OpenError::Unrecognised {
+                    reason: format!("it has a table `{name}` but no schema version"),
+                });
+            }
+            Migration::Created
+        }
+        Some(v) if v == target => Migration::Current,
+        Some(v) if v > target => {
+            return Err(OpenError::SchemaTooNew {
+                found: v,
+                supported: target,
+            });
+        }
+        Some(v) => {
+            for from in v..target {
+                let step = steps
+                    .iter()
+                    .find(|s| s.from == from)
+                    .ok_or(OpenError::NoUpgradePath { from })?;
+                tracing::info!(
+                    from,
+                    to = from + 1,
+                    step = step.description,
+                    "upgrading redb schema"
+                );
+                (step.apply)(&tx).map_err(|e| OpenError::Unrecognised {
+                    reason: format!("upgrade step from version {from} failed: {e}"),
+                })?;
+            }
+            Migration::Upgraded(v)
+        }
+    };
+    let written = (|| -> Result<(), Error> {
+        tx.create_all()?;
+        if outcome != Migration::Current {
+            tx.meta()?.insert(SCHEMA_VERSION_KEY, target)?;
+        }
+        Ok(())
+    })();
+    written.map_err(|e| match e {
+        Error::Redb(e) => OpenError::Storage(e),
+        other => OpenError::Unrecognised {
+            reason: other.to_string(),
+        },
+    })?;
+    Ok(outcome)
+}
+
+/// The schema version recorded in the file, if any.
+fn read_version(txn: &WriteTransaction) -> Result<Option<u64>, OpenError> {
+    let exists = txn
+        .list_tables()
+        .map_err(redb::Error::from)?
+        .any(|t| t.name() == META.name());
+    if !exists {
+        return Ok(None);
+    }
+    let meta = txn.open_table(META)?;
+    let version = meta.get(SCHEMA_VERSION_KEY)?.map(|g| g.value());
+    Ok(version)
+}

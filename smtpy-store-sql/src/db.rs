@@ -1,0 +1,653 @@
+//! One small query interface over the two dialects.
+//!
+//! The store's operations are written once against [`Session`]: SQL text with
+//! `$1`, `$2`… placeholders (both SQLite and PostgreSQL accept them), an
+//! argument list of [`Arg`]s and rows read through [`Row`]. Where the two
+//! dialects need different SQL, a [`Sql::Split`] carries both texts.
+//!
+//! Write sessions are transactions. On SQLite they start with
+//! `BEGIN IMMEDIATE` (the write lock is taken up front, so a transaction that
+//! reads and then writes never fails half-way with `SQLITE_BUSY`) and are
+//! serialised in-process by an async mutex, so writers of one process queue
+//! without polling the busy handler. On PostgreSQL they run at READ COMMITTED
+//! and take row locks (`FOR UPDATE`) where a decision depends on a row read
+//! earlier in the transaction.
+
+use std::sync::Arc;
+
+use smtpy_core::StoreError;
+use smtpy_core::ids::{
+    AliasId, ApiKeyId, AuditEventId, ContactId, DomainId, InvitationId, MailboxId, RuleId, UserId,
+};
+use smtpy_core::model::SecretHash;
+use smtpy_core::time::Timestamp;
+use sqlx::error::ErrorKind;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Database, Decode, Encode, PgPool, Postgres, Sqlite, SqlitePool, Type};
+use sqlx::{Row as _, SqlSafeStr, SqlStr, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+/// Which SQL dialect a [`SqlStore`](crate::SqlStore) speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// SQLite (embedded, one file).
+    Sqlite,
+    /// PostgreSQL (shared by several instances).
+    Postgres,
+}
+
+impl Dialect {
+    /// The backend name used in logs and errors: `"sqlite"` or `"postgres"`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+/// SQL text, shared by both dialects or one per dialect.
+#[derive(Debug, Clone)]
+pub(crate) enum Sql {
+    /// The same text for both.
+    Same(&'static str),
+    /// Different texts.
+    Split {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+    /// Text built at run time from fixed fragments (never from input).
+    Built(String),
+}
+
+impl Sql {
+    fn into_sql_str(self, dialect: Dialect) -> SqlStr {
+        match (self, dialect) {
+            (Sql::Same(s), _) => s.into_sql_str(),
+            (Sql::Split { sqlite, .. }, Dialect::Sqlite) => sqlite.into_sql_str(),
+            (Sql::Split { postgres, .. }, Dialect::Postgres) => postgres.into_sql_str(),
+            (Sql::Built(s), _) => AssertSqlSafe(s).into_sql_str(),
+        }
+    }
+}
+
+impl From<&'static str> for Sql {
+    fn from(s: &'static str) -> Self {
+        Sql::Same(s)
+    }
+}
+
+impl From<String> for Sql {
+    fn from(s: String) -> Self {
+        Sql::Built(s)
+    }
+}
+
+/// `SELECT …` that locks the rows it reads on PostgreSQL (`FOR UPDATE`);
+/// SQLite needs no row lock inside its `BEGIN IMMEDIATE` transactions.
+macro_rules! for_update {
+    ($sql:literal) => {
+        $crate::db::Sql::Split {
+            sqlite: $sql,
+            postgres: concat!($sql, " FOR UPDATE"),
+        }
+    };
+}
+pub(crate) use for_update;
+
+/// Builds a `Vec<Arg>` from values convertible into [`Arg`].
+macro_rules! args {
+    () => { Vec::<$crate::db::Arg>::new() };
+    ($($value:expr),+ $(,)?) => { vec![$($crate::db::Arg::from($value)),+] };
+}
+pub(crate) use args;
+
+/// One bound parameter. Every variant is nullable and typed, so PostgreSQL
+/// always knows a parameter's type, even for `NULL`.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Uuid(Option<Uuid>),
+    Bytes(Option<Vec<u8>>),
+    Bool(Option<bool>),
+}
+
+macro_rules! arg_from {
+    ($($ty:ty => |$v:ident| $e:expr),* $(,)?) => {
+        $(impl From<$ty> for Arg {
+            fn from($v: $ty) -> Self {
+                $e
+            }
+        })*
+    };
+}
+
+arg_from! {
+    i64 => |v| Arg::Int(Some(v)),
+    Option<i64> => |v| Arg::Int(v),
+    String => |v| Arg::Text(Some(v)),
+    &String => |v| Arg::Text(Some(v.clone())),
+    &str => |v| Arg::Text(Some(v.to_owned())),
+    Option<String> => |v| Arg::Text(v),
+    Option<&str> => |v| Arg::Text(v.map(str::to_owned)),
+    Uuid => |v| Arg::Uuid(Some(v)),
+    Option<Uuid> => |v| Arg::Uuid(v),
+    Vec<u8> => |v| Arg::Bytes(Some(v)),
+    Option<Vec<u8>> => |v| Arg::Bytes(v),
+    bool => |v| Arg::Bool(Some(v)),
+    Timestamp => |v| Arg::Int(Some(v.as_unix_millis())),
+    Option<Timestamp> => |v| Arg::Int(v.map(Timestamp::as_unix_millis)),
+    SecretHash => |v| Arg::Bytes(Some(v.as_bytes().to_vec())),
+    &SecretHash => |v| Arg::Bytes(Some(v.as_bytes().to_vec())),
+    Option<SecretHash> => |v| Arg::Bytes(v.map(|h| h.as_bytes().to_vec())),
+}
+
+macro_rules! arg_from_id {
+    ($($id:ty),*) => {
+        $(impl From<$id> for Arg {
+            fn from(v: $id) -> Self {
+                Arg::Uuid(Some(*v.as_uuid()))
+            }
+        }
+        impl From<Option<$id>> for Arg {
+            fn from(v: Option<$id>) -> Self {
+                Arg::Uuid(v.map(|id| *id.as_uuid()))
+            }
+        })*
+    };
+}
+
+arg_from_id!(
+    UserId,
+    ApiKeyId,
+    InvitationId,
+    DomainId,
+    MailboxId,
+    AliasId,
+    ContactId,
+    RuleId,
+    AuditEventId
+);
+
+/// Binds `args` in order to a query of either dialect.
+fn bind_all<DB: Database>(
+    mut query: sqlx::query::Query<'static, DB, <DB as Database>::Arguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'static, DB, <DB as Database>::Arguments>
+where
+    for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<Uuid>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<bool>: Encode<'t, DB> + Type<DB>,
+{
+    for arg in args {
+        query = match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::Uuid(v) => query.bind(v),
+            Arg::Bytes(v) => query.bind(v),
+            Arg::Bool(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+/// A failure reported by sqlx, with the dialect it came from.
+///
+/// Converts into [`StoreError`] with the generic classification
+/// (`Unavailable` for connection and lock problems, `Backend` otherwise);
+/// operations that expect a constraint violation check
+/// [`is_unique_violation`](Self::is_unique_violation) first.
+#[derive(Debug)]
+pub(crate) struct DbError {
+    dialect: Dialect,
+    source: sqlx::Error,
+}
+
+impl DbError {
+    pub(crate) fn new(dialect: Dialect, source: sqlx::Error) -> Self {
+        Self { dialect, source }
+    }
+
+    fn kind(&self) -> Option<ErrorKind> {
+        match &self.source {
+            sqlx::Error::Database(db) => Some(db.kind()),
+            _ => None,
+        }
+    }
+
+    /// A UNIQUE or PRIMARY KEY constraint refused the write.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        self.kind() == Some(ErrorKind::UniqueViolation)
+    }
+
+    /// A FOREIGN KEY constraint refused the write.
+    pub(crate) fn is_foreign_key_violation(&self) -> bool {
+        self.kind() == Some(ErrorKind::ForeignKeyViolation)
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        classify(e.dialect, e.source)
+    }
+}
+
+/// Maps a sqlx error to the semantic store error.
+pub(crate) fn classify(dialect: Dialect, e: sqlx::Error) -> StoreError {
+    let temporary = match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => match dialect {
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with any extended code:
+            // the lock was not granted within the busy timeout.
+            Dialect::Sqlite => db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            Dialect::Postgres => db.code().is_some_and(|c| {
+                // Class 08: connection exception; 53: insufficient resources;
+                // 57P01-57P05: shutdown / cannot connect now; 40001/40P01:
+                // serialization failure / deadlock; 55P03: lock not available.
+                c.starts_with("08")
+                    || c.starts_with("53")
+                    || c.starts_with("57P")
+                    || c == "40001"
+                    || c == "40P01"
+                    || c == "55P03"
+            }),
+        },
+        _ => false,
+    };
+    if temporary {
+        StoreError::unavailable(e)
+    } else {
+        StoreError::backend(dialect.name(), e)
+    }
+}
+
+/// Helpers to turn expected constraint violations into semantic errors.
+pub(crate) trait DbResultExt<T> {
+    /// A unique violation becomes `AlreadyExists { entity }`.
+    fn on_unique(self, entity: &'static str) -> Result<T, StoreError>;
+    /// A unique violation becomes `AlreadyExists { entity }`, a foreign-key
+    /// violation becomes `fk`.
+    fn on_unique_or_fk(self, entity: &'static str, fk: StoreError) -> Result<T, StoreError>;
+    /// A foreign-key violation becomes `fk`.
+    fn on_fk(self, fk: StoreError) -> Result<T, StoreError>;
+}
+
+impl<T> DbResultExt<T> for Result<T, DbError> {
+    fn on_unique(self, entity: &'static str) -> Result<T, StoreError> {
+        self.map_err(|e| {
+            if e.is_unique_violation() {
+                StoreError::AlreadyExists { entity }
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    fn on_unique_or_fk(self, entity: &'static str, fk: StoreError) -> Result<T, StoreError> {
+        self.map_err(|e| {
+            if e.is_unique_violation() {
+                StoreError::AlreadyExists { entity }
+            } else if e.is_foreign_key_violation() {
+                fk
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    fn on_fk(self, fk: StoreError) -> Result<T, StoreError> {
+        self.map_err(|e| {
+            if e.is_foreign_key_violation() {
+                fk
+            } else {
+                e.into()
+            }
+        })
+    }
+}
+
+/// The connection pool of one dialect.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The pool plus what a session needs to start.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pub(crate) pool: Pool,
+    /// SQLite only: one writer at a time inside this process.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl Db {
+    pub(crate) fn new(pool: Pool) -> Self {
+        let write_lock = match pool {
+            Pool::Sqlite(_) => Some(Arc::new(Mutex::new(()))),
+            Pool::Postgres(_) => None,
+        };
+        Self { pool, write_lock }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn err(&self, e: sqlx::Error) -> StoreError {
+        classify(self.dialect(), e)
+    }
+
+    /// A pooled connection in autocommit mode, for single-statement reads.
+    pub(crate) async fn read(&self) -> Result<Session, StoreError> {
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => Inner::SqliteConn(p.acquire().await.map_err(|e| self.err(e))?),
+            Pool::Postgres(p) => Inner::PgConn(p.acquire().await.map_err(|e| self.err(e))?),
+        };
+        Ok(Session { inner, _guard: None })
+    }
+
+    /// A pooled connection in autocommit mode for one writing statement
+    /// (already atomic on its own). On SQLite it holds the writer lock.
+    pub(crate) async fn write_one(&self) -> Result<Session, StoreError> {
+        let guard = self.writer_guard().await;
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => Inner::SqliteConn(p.acquire().await.map_err(|e| self.err(e))?),
+            Pool::Postgres(p) => Inner::PgConn(p.acquire().await.map_err(|e| self.err(e))?),
+        };
+        Ok(Session {
+            inner,
+            _guard: guard,
+        })
+    }
+
+    /// A write transaction; nothing is visible to others until
+    /// [`Session::commit`], and dropping the session rolls back.
+    pub(crate) async fn write(&self) -> Result<Session, StoreError> {
+        let guard = self.writer_guard().await;
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => Inner::SqliteTx(
+                p.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|e| self.err(e))?,
+            ),
+            Pool::Postgres(p) => Inner::PgTx(p.begin().await.map_err(|e| self.err(e))?),
+        };
+        Ok(Session {
+            inner,
+            _guard: guard,
+        })
+    }
+
+    async fn writer_guard(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.write_lock {
+            Some(lock) => Some(Arc::clone(lock).lock_owned().await),
+            None => None,
+        }
+    }
+}
+
+enum Inner {
+    SqliteTx(Transaction<'static, Sqlite>),
+    PgTx(Transaction<'static, Postgres>),
+    SqliteConn(PoolConnection<Sqlite>),
+    PgConn(PoolConnection<Postgres>),
+}
+
+/// A connection or a transaction on which statements run.
+pub(crate) struct Session {
+    inner: Inner,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+/// Runs one sqlx query method on whichever connection the session holds.
+macro_rules! run {
+    ($self:ident, $sql:ident, $args:ident, $method:ident) => {{
+        let dialect = $self.dialect();
+        let text = $sql.into().into_sql_str(dialect);
+        match &mut $self.inner {
+            Inner::SqliteTx(tx) => bind_all(sqlx::query(text), $args)
+                .$method(&mut **tx)
+                .await
+                .map(Rows::sqlite)
+                .map_err(|e| DbError::new(dialect, e)),
+            Inner::SqliteConn(c) => bind_all(sqlx::query(text), $args)
+                .$method(&mut **c)
+                .await
+                .map(Rows::sqlite)
+                .map_err(|e| DbError::new(dialect, e)),
+            Inner::PgTx(tx) => bind_all(sqlx::query(text), $args)
+                .$method(&mut **tx)
+                .await
+                .map(Rows::postgres)
+                .map_err(|e| DbError::new(dialect, e)),
+            Inner::PgConn(c) => bind_all(sqlx::query(text), $args)
+                .$method(&mut **c)
+                .await
+                .map(Rows::postgres)
+                .map_err(|e| DbError::new(dialect, e)),
+        }
+    }};
+}
+
+/// Converts what a sqlx query method returns into this module's types.
+trait Rows<S, P> {
+    fn sqlite(from: S) -> Self;
+    fn postgres(from: P) -> Self;
+}
+
+impl Rows<sqlx::sqlite::SqliteQueryResult, sqlx::postgres::PgQueryResult> for u64 {
+    fn sqlite(from: sqlx::sqlite::SqliteQueryResult) -> Self {
+        from.rows_affected()
+    }
+    fn postgres(from: sqlx::postgres::PgQueryResult) -> Self {
+        from.rows_affected()
+    }
+}
+
+impl Rows<Option<SqliteRow>, Option<PgRow>> for Option<Row> {
+    fn sqlite(from: Option<SqliteRow>) -> Self {
+        from.map(Row::Sqlite)
+    }
+    fn postgres(from: Option<PgRow>) -> Self {
+        from.map(Row::Postgres)
+    }
+}
+
+impl Rows<Vec<SqliteRow>, Vec<PgRow>> for Vec<Row> {
+    fn sqlite(from: Vec<SqliteRow>) -> Self {
+        from.into_iter().map(Row::Sqlite).collect()
+    }
+    fn postgres(from: Vec<PgRow>) -> Self {
+        from.into_iter().map(Row::Postgres).collect()
+    }
+}
+
+impl Session {
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self.inner {
+            Inner::SqliteTx(_) | Inner::SqliteConn(_) => Dialect::Sqlite,
+            Inner::PgTx(_) | Inner::PgConn(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub(crate) async fn execute(
+        &mut self,
+        sql: impl Into<Sql>,
+        args: Vec<Arg>,
+    ) -> Result<u64, DbError> {
+        run!(self, sql, args, execute)
+    }
+
+    /// The first row, if any.
+    pub(crate) async fn fetch_optional(
+        &mut self,
+        sql: impl Into<Sql>,
+        args: Vec<Arg>,
+    ) -> Result<Option<Row>, DbError> {
+        run!(self, sql, args, fetch_optional)
+    }
+
+    /// Every row.
+    pub(crate) async fn fetch_all(
+        &mut self,
+        sql: impl Into<Sql>,
+        args: Vec<Arg>,
+    ) -> Result<Vec<Row>, DbError> {
+        run!(self, sql, args, fetch_all)
+    }
+
+    /// Whether the query returns at least one row.
+    pub(crate) async fn exists(
+        &mut self,
+        sql: impl Into<Sql>,
+        args: Vec<Arg>,
+    ) -> Result<bool, DbError> {
+        Ok(self.fetch_optional(sql, args).await?.is_some())
+    }
+
+    /// The first column of the single row a query returns (e.g. `COUNT(*)`).
+    pub(crate) async fn fetch_i64(
+        &mut self,
+        sql: impl Into<Sql>,
+        args: Vec<Arg>,
+    ) -> Result<i64, StoreError> {
+        let dialect = self.dialect();
+        let row = self.fetch_optional(sql, args).await?.ok_or_else(|| {
+            StoreError::backend(dialect.name(), "query returned no row")
+        })?;
+        row.get_at(0)
+    }
+
+    /// Commits a transaction (durable when this returns `Ok`); a no-op for
+    /// autocommit sessions, whose statements are committed one by one.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        let dialect = self.dialect();
+        let result = match self.inner {
+            Inner::SqliteTx(tx) => tx.commit().await,
+            Inner::PgTx(tx) => tx.commit().await,
+            Inner::SqliteConn(_) | Inner::PgConn(_) => Ok(()),
+        };
+        result.map_err(|e| classify(dialect, e))
+    }
+}
+
+/// A result row of either dialect.
+pub(crate) enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl Row {
+    /// Column `name` decoded as `T`.
+    pub(crate) fn get<T>(&self, name: &str) -> Result<T, StoreError>
+    where
+        T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
+    {
+        match self {
+            Row::Sqlite(r) => r
+                .try_get(name)
+                .map_err(|e| StoreError::backend("sqlite", e)),
+            Row::Postgres(r) => r
+                .try_get(name)
+                .map_err(|e| StoreError::backend("postgres", e)),
+        }
+    }
+
+    /// Column number `index` decoded as `T`.
+    pub(crate) fn get_at<T>(&self, index: usize) -> Result<T, StoreError>
+    where
+        T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
+    {
+        match self {
+            Row::Sqlite(r) => r
+                .try_get(index)
+                .map_err(|e| StoreError::backend("sqlite", e)),
+            Row::Postgres(r) => r
+                .try_get(index)
+                .map_err(|e| StoreError::backend("postgres", e)),
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            Row::Sqlite(_) => Dialect::Sqlite,
+            Row::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// A stored value that does not decode into the model: the database was
+    /// changed behind the store's back.
+    pub(crate) fn corrupt(&self, what: impl std::fmt::Display) -> StoreError {
+        StoreError::backend(self.dialect().name(), format!("corrupt row: {what}"))
+    }
+
+    /// A timestamp column.
+    pub(crate) fn ts(&self, name: &str) -> Result<Timestamp, StoreError> {
+        self.get::<i64>(name).map(Timestamp::from_unix_millis)
+    }
+
+    /// A nullable timestamp column.
+    pub(crate) fn opt_ts(&self, name: &str) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .get::<Option<i64>>(name)?
+            .map(Timestamp::from_unix_millis))
+    }
+
+    /// A non-negative integer column.
+    pub(crate) fn u64(&self, name: &str) -> Result<u64, StoreError> {
+        let v: i64 = self.get(name)?;
+        u64::try_from(v).map_err(|_| self.corrupt(format_args!("{name} is negative")))
+    }
+
+    /// A UUID column.
+    pub(crate) fn uuid(&self, name: &str) -> Result<Uuid, StoreError> {
+        self.get(name)
+    }
+
+    /// A nullable UUID column.
+    pub(crate) fn opt_uuid(&self, name: &str) -> Result<Option<Uuid>, StoreError> {
+        self.get(name)
+    }
+
+    /// A 32-byte hash column.
+    pub(crate) fn hash(&self, name: &str) -> Result<SecretHash, StoreError> {
+        let bytes: Vec<u8> = self.get(name)?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| self.corrupt(format_args!("{name} is not 32 bytes")))?;
+        Ok(SecretHash::from_bytes(array))
+    }
+
+    /// A nullable 32-byte hash column.
+    pub(crate) fn opt_hash(&self, name: &str) -> Result<Option<SecretHash>, StoreError> {
+        let bytes: Option<Vec<u8>> = self.get(name)?;
+        bytes
+            .map(|b| {
+                let array: [u8; 32] = b
+                    .try_into()
+                    .map_err(|_| self.corrupt(format_args!("{name} is not 32 bytes")))?;
+                Ok(SecretHash::from_bytes(array))
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,161 @@
+//! Versioned, reversible schema migrations, embedded in the binary.
+//!
+//! Each dialect has its own directory, `migrations/sqlite/` and
+//! `migrations/postgres/`, with `NNNN_name.up.sql` / `NNNN_name.down.sql`
+//! pairs. The files are compiled in with `include_str!` and run by sqlx's
+//! [`Migrator`], which records applied versions (with a checksum of each
+//! file) in the `_sqlx_migrations` table of the store's database or schema,
+//! takes a PostgreSQL advisory lock while it runs (so several instances
+//! starting at once apply each migration exactly once) and runs each
+//! migration in its own transaction. The directories have the layout
+//! `sqlx-cli` expects, so `sqlx migrate info --source migrations/postgres`
+//! works on a deployed database too.
+
+use std::borrow::Cow;
+
+use smtpy_core::StoreError;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::db::{Db, Dialect, Pool, args, classify};
+
+/// One embedded migration: version, description, up and down SQL per dialect.
+struct Embedded {
+    version: i64,
+    description: &'static str,
+    sqlite_up: &'static str,
+    sqlite_down: &'static str,
+    postgres_up: &'static str,
+    postgres_down: &'static str,
+}
+
+/// Every migration, in version order. Add new ones at the end; never edit
+/// one that has shipped (its checksum is recorded where it was applied).
+const MIGRATIONS: &[Embedded] = &[Embedded {
+    version: 1,
+    description: "init",
+    sqlite_up: include_str!("../migrations/sqlite/0001_init.up.sql"),
+    sqlite_down: include_str!("../migrations/sqlite/0001_init.down.sql"),
+    postgres_up: include_str!("../migrations/postgres/0001_init.up.sql"),
+    postgres_down: include_str!("../migrations/postgres/0001_init.down.sql"),
+}];
+
+/// The newest schema version this build knows.
+pub const LATEST_VERSION: i64 = 1;
+
+fn migrator(dialect: Dialect) -> Migrator {
+    let mut list = Vec::with_capacity(MIGRATIONS.len() * 2);
+    for m in MIGRATIONS {
+        let (up, down) = match dialect {
+            Dialect::Sqlite => (m.sqlite_up, m.sqlite_down),
+            Dialect::Postgres => (m.postgres_up, m.postgres_down),
+        };
+        list.push(Migration::new(
+            m.version,
+            Cow::Borrowed(m.description),
+            MigrationType::ReversibleUp,
+            up.into_sql_str(),
+            false,
+        ));
+        list.push(Migration::new(
+            m.version,
+            Cow::Borrowed(m.description),
+            MigrationType::ReversibleDown,
+            down.into_sql_str(),
+            false,
+        ));
+    }
+    Migrator::with_migrations(list)
+}
+
+/// Where one migration stands in a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Version number (`1` for `0001_init`).
+    pub version: i64,
+    /// Description taken from the file name (`"init"`).
+    pub description: String,
+    /// Whether it is applied to the database.
+    pub applied: bool,
+    /// Whether the database records it as applied with a different checksum
+    /// than the embedded file (the file was edited after it shipped).
+    pub checksum_mismatch: bool,
+}
+
+fn migrate_err(dialect: Dialect, e: sqlx::migrate::MigrateError) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::Execute(inner)
+        | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => classify(dialect, inner),
+        other => StoreError::backend(dialect.name(), other),
+    }
+}
+
+/// Applies every pending migration.
+pub(crate) async fn up(db: &Db) -> Result<(), StoreError> {
+    let dialect = db.dialect();
+    let m = migrator(dialect);
+    let result = match &db.pool {
+        Pool::Sqlite(p) => m.run(p).await,
+        Pool::Postgres(p) => m.run(p).await,
+    };
+    result.map_err(|e| migrate_err(dialect, e))
+}
+
+/// Reverts applied migrations newer than `target` (0 reverts everything).
+pub(crate) async fn down(db: &Db, target: i64) -> Result<(), StoreError> {
+    let dialect = db.dialect();
+    let m = migrator(dialect);
+    let result = match &db.pool {
+        Pool::Sqlite(p) => m.undo(p, target).await,
+        Pool::Postgres(p) => m.undo(p, target).await,
+    };
+    result.map_err(|e| migrate_err(dialect, e))
+}
+
+/// Every embedded migration and whether it is applied.
+pub(crate) async fn status(db: &Db) -> Result<Vec<MigrationStatus>, StoreError> {
+    let dialect = db.dialect();
+    let mut s = db.read().await?;
+    let table_exists = match dialect {
+        Dialect::Sqlite => {
+            s.exists(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+                args![],
+            )
+            .await?
+        }
+        Dialect::Postgres => {
+            s.exists(
+                "SELECT 1 FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'",
+                args![],
+            )
+            .await?
+        }
+    };
+    let mut applied: Vec<(i64, Vec<u8>)> = Vec::new();
+    if table_exists {
+        let rows = s
+            .fetch_all(
+                "SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version",
+                args![],
+            )
+            .await?;
+        for row in rows {
+            applied.push((row.get("version")?, row.get("checksum")?));
+        }
+    }
+    let m = migrator(dialect);
+    Ok(m.iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| {
+            let found = applied.iter().find(|(v, _)| *v == m.version);
+            MigrationStatus {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: found.is_some(),
+                checksum_mismatch: found.is_some_and(|(_, sum)| sum.as_slice() != &*m.checksum),
+            }
+        })
+        .collect())
+}
