@@ -723,7 +723,8 @@ impl AliasStore for MemoryStore {
     async fn create_alias(&self, alias: &Alias) -> StoreResult<()> {
         self.write(|s| {
             s.check_new_alias(alias)?;
-            s.alias_by_address.insert(alias.address.canonical(), alias.id);
+            s.alias_by_address
+                .insert(alias.address.canonical(), alias.id);
             s.aliases.insert(alias.id, alias.clone());
             Ok(())
         })
@@ -740,7 +741,8 @@ impl AliasStore for MemoryStore {
                 }
             }
             for alias in aliases {
-                s.alias_by_address.insert(alias.address.canonical(), alias.id);
+                s.alias_by_address
+                    .insert(alias.address.canonical(), alias.id);
                 s.aliases.insert(alias.id, alias.clone());
             }
             Ok(())

@@ -14,7 +14,10 @@ use smtpy_core::secret::EncryptedSecret;
 use crate::db::Row;
 
 /// The serde name of a unit enum variant, e.g. `Role::Admin` → `"admin"`.
-pub(crate) fn enum_text<T: Serialize>(value: &T, entity: &'static str) -> Result<String, StoreError> {
+pub(crate) fn enum_text<T: Serialize>(
+    value: &T,
+    entity: &'static str,
+) -> Result<String, StoreError> {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => Ok(s),
         Ok(other) => Err(StoreError::Invalid {
@@ -29,7 +32,10 @@ pub(crate) fn enum_text<T: Serialize>(value: &T, entity: &'static str) -> Result
 }
 
 /// JSON text of a value.
-pub(crate) fn json_text<T: Serialize + ?Sized>(value: &T, entity: &'static str) -> Result<String, StoreError> {
+pub(crate) fn json_text<T: Serialize + ?Sized>(
+    value: &T,
+    entity: &'static str,
+) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Invalid {
         entity,
         reason: e.to_string(),
@@ -81,8 +87,10 @@ impl Row {
     /// A nullable PHC password hash column.
     pub(crate) fn opt_password(&self, name: &str) -> Result<Option<PasswordHash>, StoreError> {
         let text: Option<String> = self.get(name)?;
-        text.map(|t| PasswordHash::from_phc(&t).map_err(|e| self.corrupt(format_args!("{name}: {e}"))))
-            .transpose()
+        text.map(|t| {
+            PasswordHash::from_phc(&t).map_err(|e| self.corrupt(format_args!("{name}: {e}")))
+        })
+        .transpose()
     }
 
     /// A nullable sealed secret column (base64 of the compact encoding).

@@ -14,6 +14,7 @@
 //! earlier in the transaction.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use smtpy_core::StoreError;
 use smtpy_core::ids::{
@@ -21,14 +22,16 @@ use smtpy_core::ids::{
 };
 use smtpy_core::model::SecretHash;
 use smtpy_core::time::Timestamp;
-use sqlx::error::ErrorKind;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Database, Decode, Encode, PgPool, Postgres, Sqlite, SqlitePool, Type};
-use sqlx::{Row as _, SqlSafeStr, SqlStr, Transaction};
+use sqlx::{AssertSqlSafe, Database, Encode, PgPool, Postgres, Sqlite, SqlitePool, Type};
+use sqlx::{SqlSafeStr, SqlStr, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
+
+pub(crate) use crate::error::{DbError, DbResultExt, classify};
+pub(crate) use crate::row::Row;
 
 /// Which SQL dialect a [`SqlStore`](crate::SqlStore) speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,128 +202,6 @@ where
     query
 }
 
-/// A failure reported by sqlx, with the dialect it came from.
-///
-/// Converts into [`StoreError`] with the generic classification
-/// (`Unavailable` for connection and lock problems, `Backend` otherwise);
-/// operations that expect a constraint violation check
-/// [`is_unique_violation`](Self::is_unique_violation) first.
-#[derive(Debug)]
-pub(crate) struct DbError {
-    dialect: Dialect,
-    source: sqlx::Error,
-}
-
-impl DbError {
-    pub(crate) fn new(dialect: Dialect, source: sqlx::Error) -> Self {
-        Self { dialect, source }
-    }
-
-    fn kind(&self) -> Option<ErrorKind> {
-        match &self.source {
-            sqlx::Error::Database(db) => Some(db.kind()),
-            _ => None,
-        }
-    }
-
-    /// A UNIQUE or PRIMARY KEY constraint refused the write.
-    pub(crate) fn is_unique_violation(&self) -> bool {
-        self.kind() == Some(ErrorKind::UniqueViolation)
-    }
-
-    /// A FOREIGN KEY constraint refused the write.
-    pub(crate) fn is_foreign_key_violation(&self) -> bool {
-        self.kind() == Some(ErrorKind::ForeignKeyViolation)
-    }
-}
-
-impl From<DbError> for StoreError {
-    fn from(e: DbError) -> Self {
-        classify(e.dialect, e.source)
-    }
-}
-
-/// Maps a sqlx error to the semantic store error.
-pub(crate) fn classify(dialect: Dialect, e: sqlx::Error) -> StoreError {
-    let temporary = match &e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => match dialect {
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with any extended code:
-            // the lock was not granted within the busy timeout.
-            Dialect::Sqlite => db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
-            Dialect::Postgres => db.code().is_some_and(|c| {
-                // Class 08: connection exception; 53: insufficient resources;
-                // 57P01-57P05: shutdown / cannot connect now; 40001/40P01:
-                // serialization failure / deadlock; 55P03: lock not available.
-                c.starts_with("08")
-                    || c.starts_with("53")
-                    || c.starts_with("57P")
-                    || c == "40001"
-                    || c == "40P01"
-                    || c == "55P03"
-            }),
-        },
-        _ => false,
-    };
-    if temporary {
-        StoreError::unavailable(e)
-    } else {
-        StoreError::backend(dialect.name(), e)
-    }
-}
-
-/// Helpers to turn expected constraint violations into semantic errors.
-pub(crate) trait DbResultExt<T> {
-    /// A unique violation becomes `AlreadyExists { entity }`.
-    fn on_unique(self, entity: &'static str) -> Result<T, StoreError>;
-    /// A unique violation becomes `AlreadyExists { entity }`, a foreign-key
-    /// violation becomes `fk`.
-    fn on_unique_or_fk(self, entity: &'static str, fk: StoreError) -> Result<T, StoreError>;
-    /// A foreign-key violation becomes `fk`.
-    fn on_fk(self, fk: StoreError) -> Result<T, StoreError>;
-}
-
-impl<T> DbResultExt<T> for Result<T, DbError> {
-    fn on_unique(self, entity: &'static str) -> Result<T, StoreError> {
-        self.map_err(|e| {
-            if e.is_unique_violation() {
-                StoreError::AlreadyExists { entity }
-            } else {
-                e.into()
-            }
-        })
-    }
-
-    fn on_unique_or_fk(self, entity: &'static str, fk: StoreError) -> Result<T, StoreError> {
-        self.map_err(|e| {
-            if e.is_unique_violation() {
-                StoreError::AlreadyExists { entity }
-            } else if e.is_foreign_key_violation() {
-                fk
-            } else {
-                e.into()
-            }
-        })
-    }
-
-    fn on_fk(self, fk: StoreError) -> Result<T, StoreError> {
-        self.map_err(|e| {
-            if e.is_foreign_key_violation() {
-                fk
-            } else {
-                e.into()
-            }
-        })
-    }
-}
-
 /// The connection pool of one dialect.
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
@@ -334,15 +215,22 @@ pub(crate) struct Db {
     pub(crate) pool: Pool,
     /// SQLite only: one writer at a time inside this process.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Longest wait for the writer lock (the pool's acquire timeout), after
+    /// which a write fails with `Unavailable` like a pool timeout.
+    lock_timeout: Duration,
 }
 
 impl Db {
-    pub(crate) fn new(pool: Pool) -> Self {
+    pub(crate) fn new(pool: Pool, lock_timeout: Duration) -> Self {
         let write_lock = match pool {
             Pool::Sqlite(_) => Some(Arc::new(Mutex::new(()))),
             Pool::Postgres(_) => None,
         };
-        Self { pool, write_lock }
+        Self {
+            pool,
+            write_lock,
+            lock_timeout,
+        }
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
@@ -362,13 +250,16 @@ impl Db {
             Pool::Sqlite(p) => Inner::SqliteConn(p.acquire().await.map_err(|e| self.err(e))?),
             Pool::Postgres(p) => Inner::PgConn(p.acquire().await.map_err(|e| self.err(e))?),
         };
-        Ok(Session { inner, _guard: None })
+        Ok(Session {
+            inner,
+            _guard: None,
+        })
     }
 
     /// A pooled connection in autocommit mode for one writing statement
     /// (already atomic on its own). On SQLite it holds the writer lock.
     pub(crate) async fn write_one(&self) -> Result<Session, StoreError> {
-        let guard = self.writer_guard().await;
+        let guard = self.writer_guard().await?;
         let inner = match &self.pool {
             Pool::Sqlite(p) => Inner::SqliteConn(p.acquire().await.map_err(|e| self.err(e))?),
             Pool::Postgres(p) => Inner::PgConn(p.acquire().await.map_err(|e| self.err(e))?),
@@ -382,7 +273,7 @@ impl Db {
     /// A write transaction; nothing is visible to others until
     /// [`Session::commit`], and dropping the session rolls back.
     pub(crate) async fn write(&self) -> Result<Session, StoreError> {
-        let guard = self.writer_guard().await;
+        let guard = self.writer_guard().await?;
         let inner = match &self.pool {
             Pool::Sqlite(p) => Inner::SqliteTx(
                 p.begin_with("BEGIN IMMEDIATE")
@@ -397,11 +288,19 @@ impl Db {
         })
     }
 
-    async fn writer_guard(&self) -> Option<OwnedMutexGuard<()>> {
-        match &self.write_lock {
-            Some(lock) => Some(Arc::clone(lock).lock_owned().await),
-            None => None,
-        }
+    async fn writer_guard(&self) -> Result<Option<OwnedMutexGuard<()>>, StoreError> {
+        let Some(lock) = &self.write_lock else {
+            return Ok(None);
+        };
+        tokio::time::timeout(self.lock_timeout, Arc::clone(lock).lock_owned())
+            .await
+            .map(Some)
+            .map_err(|_| {
+                StoreError::unavailable(format!(
+                    "timed out after {:?} waiting for the SQLite writer lock",
+                    self.lock_timeout
+                ))
+            })
     }
 }
 
@@ -532,9 +431,10 @@ impl Session {
         args: Vec<Arg>,
     ) -> Result<i64, StoreError> {
         let dialect = self.dialect();
-        let row = self.fetch_optional(sql, args).await?.ok_or_else(|| {
-            StoreError::backend(dialect.name(), "query returned no row")
-        })?;
+        let row = self
+            .fetch_optional(sql, args)
+            .await?
+            .ok_or_else(|| StoreError::backend(dialect.name(), "query returned no row"))?;
         row.get_at(0)
     }
 
@@ -548,106 +448,5 @@ impl Session {
             Inner::SqliteConn(_) | Inner::PgConn(_) => Ok(()),
         };
         result.map_err(|e| classify(dialect, e))
-    }
-}
-
-/// A result row of either dialect.
-pub(crate) enum Row {
-    Sqlite(SqliteRow),
-    Postgres(PgRow),
-}
-
-impl Row {
-    /// Column `name` decoded as `T`.
-    pub(crate) fn get<T>(&self, name: &str) -> Result<T, StoreError>
-    where
-        T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
-    {
-        match self {
-            Row::Sqlite(r) => r
-                .try_get(name)
-                .map_err(|e| StoreError::backend("sqlite", e)),
-            Row::Postgres(r) => r
-                .try_get(name)
-                .map_err(|e| StoreError::backend("postgres", e)),
-        }
-    }
-
-    /// Column number `index` decoded as `T`.
-    pub(crate) fn get_at<T>(&self, index: usize) -> Result<T, StoreError>
-    where
-        T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
-    {
-        match self {
-            Row::Sqlite(r) => r
-                .try_get(index)
-                .map_err(|e| StoreError::backend("sqlite", e)),
-            Row::Postgres(r) => r
-                .try_get(index)
-                .map_err(|e| StoreError::backend("postgres", e)),
-        }
-    }
-
-    fn dialect(&self) -> Dialect {
-        match self {
-            Row::Sqlite(_) => Dialect::Sqlite,
-            Row::Postgres(_) => Dialect::Postgres,
-        }
-    }
-
-    /// A stored value that does not decode into the model: the database was
-    /// changed behind the store's back.
-    pub(crate) fn corrupt(&self, what: impl std::fmt::Display) -> StoreError {
-        StoreError::backend(self.dialect().name(), format!("corrupt row: {what}"))
-    }
-
-    /// A timestamp column.
-    pub(crate) fn ts(&self, name: &str) -> Result<Timestamp, StoreError> {
-        self.get::<i64>(name).map(Timestamp::from_unix_millis)
-    }
-
-    /// A nullable timestamp column.
-    pub(crate) fn opt_ts(&self, name: &str) -> Result<Option<Timestamp>, StoreError> {
-        Ok(self
-            .get::<Option<i64>>(name)?
-            .map(Timestamp::from_unix_millis))
-    }
-
-    /// A non-negative integer column.
-    pub(crate) fn u64(&self, name: &str) -> Result<u64, StoreError> {
-        let v: i64 = self.get(name)?;
-        u64::try_from(v).map_err(|_| self.corrupt(format_args!("{name} is negative")))
-    }
-
-    /// A UUID column.
-    pub(crate) fn uuid(&self, name: &str) -> Result<Uuid, StoreError> {
-        self.get(name)
-    }
-
-    /// A nullable UUID column.
-    pub(crate) fn opt_uuid(&self, name: &str) -> Result<Option<Uuid>, StoreError> {
-        self.get(name)
-    }
-
-    /// A 32-byte hash column.
-    pub(crate) fn hash(&self, name: &str) -> Result<SecretHash, StoreError> {
-        let bytes: Vec<u8> = self.get(name)?;
-        let array: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| self.corrupt(format_args!("{name} is not 32 bytes")))?;
-        Ok(SecretHash::from_bytes(array))
-    }
-
-    /// A nullable 32-byte hash column.
-    pub(crate) fn opt_hash(&self, name: &str) -> Result<Option<SecretHash>, StoreError> {
-        let bytes: Option<Vec<u8>> = self.get(name)?;
-        bytes
-            .map(|b| {
-                let array: [u8; 32] = b
-                    .try_into()
-                    .map_err(|_| self.corrupt(format_args!("{name} is not 32 bytes")))?;
-                Ok(SecretHash::from_bytes(array))
-            })
-            .transpose()
     }
 }

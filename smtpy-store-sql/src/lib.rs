@@ -55,8 +55,10 @@
 
 mod codec;
 mod db;
+mod error;
 mod migrate;
 mod options;
+mod row;
 mod store;
 
 use std::fmt;
@@ -65,7 +67,7 @@ use smtpy_core::StoreError;
 use sqlx::{PgPool, SqlitePool};
 
 pub use db::Dialect;
-pub use migrate::{LATEST_VERSION, MigrationStatus};
+pub use migrate::{LATEST_VERSION, MIGRATIONS_TABLE, MigrationStatus};
 pub use options::SqlStoreOptions;
 
 use db::{Db, Pool};
@@ -149,8 +151,8 @@ impl SqlStore {
 
     /// Reverts applied migrations newer than `target_version`, newest
     /// first, each with its `.down.sql`. `0` reverts everything and drops
-    /// every smtpy table — **with its data**. The `_sqlx_migrations`
-    /// bookkeeping table stays.
+    /// every smtpy table — **with its data**. The bookkeeping table
+    /// ([`MIGRATIONS_TABLE`]) stays.
     ///
     /// # Errors
     ///

@@ -4,12 +4,15 @@
 //! `migrations/postgres/`, with `NNNN_name.up.sql` / `NNNN_name.down.sql`
 //! pairs. The files are compiled in with `include_str!` and run by sqlx's
 //! [`Migrator`], which records applied versions (with a checksum of each
-//! file) in the `_sqlx_migrations` table of the store's database or schema,
-//! takes a PostgreSQL advisory lock while it runs (so several instances
-//! starting at once apply each migration exactly once) and runs each
-//! migration in its own transaction. The directories have the layout
-//! `sqlx-cli` expects, so `sqlx migrate info --source migrations/postgres`
-//! works on a deployed database too.
+//! file) in the [`MIGRATIONS_TABLE`] table of the store's database or
+//! schema, takes a PostgreSQL advisory lock while it runs (so several
+//! instances starting at once apply each migration exactly once) and runs
+//! each migration in its own transaction.
+//!
+//! The bookkeeping table is smtpy's own, not sqlx's default
+//! `_sqlx_migrations`: an application that embeds smtpy and keeps its own
+//! sqlx migrations in the same database would otherwise see smtpy's versions
+//! as unknown ones (and the reverse).
 
 use std::borrow::Cow;
 
@@ -43,6 +46,9 @@ const MIGRATIONS: &[Embedded] = &[Embedded {
 /// The newest schema version this build knows.
 pub const LATEST_VERSION: i64 = 1;
 
+/// The table recording which migrations are applied.
+pub const MIGRATIONS_TABLE: &str = "_smtpy_migrations";
+
 fn migrator(dialect: Dialect) -> Migrator {
     let mut list = Vec::with_capacity(MIGRATIONS.len() * 2);
     for m in MIGRATIONS {
@@ -65,7 +71,9 @@ fn migrator(dialect: Dialect) -> Migrator {
             false,
         ));
     }
-    Migrator::with_migrations(list)
+    let mut migrator = Migrator::with_migrations(list);
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
 }
 
 /// Where one migration stands in a database.
@@ -119,16 +127,16 @@ pub(crate) async fn status(db: &Db) -> Result<Vec<MigrationStatus>, StoreError> 
     let table_exists = match dialect {
         Dialect::Sqlite => {
             s.exists(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-                args![],
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1",
+                args![MIGRATIONS_TABLE],
             )
             .await?
         }
         Dialect::Postgres => {
             s.exists(
                 "SELECT 1 FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'",
-                args![],
+                 WHERE table_schema = current_schema() AND table_name = $1",
+                args![MIGRATIONS_TABLE],
             )
             .await?
         }
@@ -137,7 +145,9 @@ pub(crate) async fn status(db: &Db) -> Result<Vec<MigrationStatus>, StoreError> 
     if table_exists {
         let rows = s
             .fetch_all(
-                "SELECT version, checksum FROM _sqlx_migrations WHERE success ORDER BY version",
+                format!(
+                    "SELECT version, checksum FROM {MIGRATIONS_TABLE} WHERE success ORDER BY version"
+                ),
                 args![],
             )
             .await?;

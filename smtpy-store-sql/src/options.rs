@@ -91,7 +91,8 @@ impl SqlStoreOptions {
     }
 
     /// How long a call waits for a free connection (or for a new one to be
-    /// opened) before failing with [`StoreError::Unavailable`].
+    /// opened) before failing with [`StoreError::Unavailable`]. On SQLite it
+    /// also bounds the wait for the in-process writer lock.
     ///
     /// Default: 5 seconds (sqlx's is 30) — the mail path answers a store
     /// that does not respond with a temporary `451`, and an SMTP client
@@ -133,8 +134,9 @@ impl SqlStoreOptions {
     ///
     /// Default: 5 seconds — long enough to ride out another process's
     /// checkpoint or long transaction, short enough for the mail path to
-    /// answer `451` instead of stalling. Writers of one process never wait
-    /// here: they queue on an in-process lock first.
+    /// answer `451` instead of stalling. Writers of one process do not
+    /// contend here: they queue on an in-process lock first (bounded by
+    /// [`acquire_timeout`](Self::acquire_timeout)).
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
@@ -246,22 +248,41 @@ impl SqlStoreOptions {
                     .await
                     .map_err(|e| classify(dialect, e))?;
                 if let Some(schema) = &self.schema {
-                    // Checked above: a plain identifier, safe to quote.
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-                    )))
-                    .execute(&pool)
-                    .await
-                    .map_err(|e| classify(dialect, e))?;
+                    create_schema(&pool, schema).await?;
                 }
                 Pool::Postgres(pool)
             }
         };
-        let store = SqlStore::from_db(Db::new(pool), self.schema.filter(|_| dialect == Dialect::Postgres));
+        let store = SqlStore::from_db(
+            Db::new(pool, self.acquire_timeout),
+            self.schema.filter(|_| dialect == Dialect::Postgres),
+        );
         if self.migrate {
             store.migrate_up().await?;
         }
         Ok(store)
+    }
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS`, tolerating a concurrent creation: two
+/// instances starting at once can both pass the `IF NOT EXISTS` check, and
+/// the loser fails on the catalog's unique index (or with
+/// `duplicate_schema`); either way the schema exists afterwards.
+async fn create_schema(pool: &sqlx::PgPool, schema: &str) -> Result<(), StoreError> {
+    // Checked by the caller: a plain identifier, safe to quote.
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+    )))
+    .execute(pool)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db))
+            if db.is_unique_violation() || db.code().as_deref() == Some("42P06") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(classify(Dialect::Postgres, e)),
     }
 }
 
@@ -276,9 +297,7 @@ fn is_sqlite_memory(url: &str) -> bool {
 fn check_identifier(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit();
     if ok {
         Ok(())

@@ -401,18 +401,9 @@ pub trait AliasStore: Send + Sync {
     /// owner's.
     async fn create_alias(&self, alias: &Alias) -> StoreResult<()>;
     /// Inserts many aliases with the checks of [`create_alias`](Self::create_alias),
-    /// for imports and provisioning.
-    ///
-    /// Backends override this to write everything in one transaction (all or
-    /// nothing, one commit). The provided version calls `create_alias` for
-    /// each alias in turn and stops at the first error, so the aliases before
-    /// it stay created.
-    async fn create_aliases(&self, aliases: &[Alias]) -> StoreResult<()> {
-        for alias in aliases {
-            self.create_alias(alias).await?;
-        }
-        Ok(())
-    }
+    /// all or nothing in one commit (imports and provisioning). Two aliases
+    /// of the batch with the same address are `AlreadyExists`.
+    async fn create_aliases(&self, aliases: &[Alias]) -> StoreResult<()>;
     /// An alias by id (soft-deleted ones included).
     async fn get_alias(&self, access: Access, id: AliasId) -> StoreResult<Alias>;
     /// The live (not soft-deleted) alias with this address, case-insensitively.

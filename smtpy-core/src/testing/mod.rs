@@ -9,11 +9,15 @@
 //! backend's integration test file (the crate needs `tokio` as a
 //! dev-dependency and `smtpy-core` with the `testing` feature):
 //!
-//! ```ignore
-//! // tests/conformance.rs
+//! ```no_run
+//! // tests/conformance.rs of a backend crate; here with the in-memory store.
+//! use std::sync::Arc;
+//! use smtpy_core::{memory::MemoryStore, Store};
+//!
 //! smtpy_core::conformance_suite!(|| async {
-//!     Some(std::sync::Arc::new(MyStore::open_temporary().await) as std::sync::Arc<dyn smtpy_core::Store>)
+//!     Some(Arc::new(MemoryStore::new()) as Arc<dyn Store>)
 //! });
+//! # fn main() {}
 //! ```
 //!
 //! It expands to one `#[tokio::test]` per test function, in a module named
@@ -74,13 +78,17 @@ pub use users::*;
 /// module (`conformance` by default, or the name given first) that glob-imports
 /// the calling module, so the factory may use the caller's own items.
 ///
-/// ```ignore
-/// smtpy_core::conformance_suite!(|| async {
-///     Some(std::sync::Arc::new(smtpy_core::memory::MemoryStore::new()) as std::sync::Arc<dyn smtpy_core::Store>)
-/// });
-/// // or, twice in one file:
-/// smtpy_core::conformance_suite!(conformance_sqlite, || async { sqlite_store().await });
-/// smtpy_core::conformance_suite!(conformance_postgres, || async { postgres_store().await });
+/// ```no_run
+/// use std::sync::Arc;
+/// use smtpy_core::{memory::MemoryStore, Store};
+///
+/// async fn fresh() -> Option<Arc<dyn Store>> {
+///     Some(Arc::new(MemoryStore::new()))
+/// }
+/// // Twice in one file, in two named modules (e.g. SQLite and PostgreSQL):
+/// smtpy_core::conformance_suite!(conformance_a, || async { fresh().await });
+/// smtpy_core::conformance_suite!(conformance_b, || async { fresh().await });
+/// # fn main() {}
 /// ```
 ///
 /// The calling crate must have `tokio` (with the `macros` and

@@ -154,7 +154,8 @@ CREATE TABLE alias_tombstones (
     address_canonical TEXT    NOT NULL PRIMARY KEY,
     alias_id          UUID    NOT NULL,
     owner_id          UUID    NOT NULL,
-    deleted_at        BIGINT
+    -- when the alias was deleted (or last changed, if never soft-deleted)
+    retired_at        BIGINT NOT NULL
 );
 
 CREATE TABLE contacts (

@@ -154,7 +154,8 @@ CREATE TABLE alias_tombstones (
     address_canonical TEXT    NOT NULL PRIMARY KEY,
     alias_id          BLOB    NOT NULL,
     owner_id          BLOB    NOT NULL,
-    deleted_at        INTEGER
+    -- when the alias was deleted (or last changed, if never soft-deleted)
+    retired_at        INTEGER NOT NULL
 );
 
 CREATE TABLE contacts (

@@ -154,9 +154,16 @@ async fn check_mailboxes(s: &mut Session, owner: UserId, ids: &[MailboxId]) -> S
 }
 
 /// Replaces the ordered mailbox list of an alias.
-async fn write_alias_mailboxes(s: &mut Session, alias: AliasId, ids: &[MailboxId]) -> StoreResult<()> {
-    s.execute("DELETE FROM alias_mailboxes WHERE alias_id = $1", args![alias])
-        .await?;
+async fn write_alias_mailboxes(
+    s: &mut Session,
+    alias: AliasId,
+    ids: &[MailboxId],
+) -> StoreResult<()> {
+    s.execute(
+        "DELETE FROM alias_mailboxes WHERE alias_id = $1",
+        args![alias],
+    )
+    .await?;
     for (position, mailbox) in ids.iter().enumerate() {
         s.execute(
             "INSERT INTO alias_mailboxes (alias_id, position, mailbox_id) VALUES ($1, $2, $3)",
@@ -181,92 +188,122 @@ fn is_tombstone_sql() -> &'static str {
     "SELECT 1 FROM alias_tombstones WHERE address_canonical = $1"
 }
 
+/// Every check of `create_alias`, in the reference order, then the insert.
+async fn insert_alias(s: &mut Session, alias: &Alias) -> StoreResult<()> {
+    if !s
+        .exists("SELECT 1 FROM users WHERE id = $1", args![alias.owner])
+        .await?
+    {
+        return Err(not_found("user"));
+    }
+    let canonical = alias.address.canonical();
+    if s.exists(is_tombstone_sql(), args![canonical.as_str()])
+        .await?
+    {
+        return Err(StoreError::Gone { entity: "alias" });
+    }
+    if s.exists(
+        "SELECT 1 FROM aliases WHERE address_canonical = $1 OR id = $2",
+        args![canonical.as_str(), alias.id],
+    )
+    .await?
+    {
+        return Err(StoreError::AlreadyExists { entity: "alias" });
+    }
+    // On PostgreSQL the domain row is share-locked, so a concurrent
+    // delete_domain waits for this insert and then sees the alias.
+    let domain = s
+        .fetch_optional(
+            Sql::Split {
+                sqlite: "SELECT owner_id, shared, name_ascii FROM domains WHERE id = $1",
+                postgres: "SELECT owner_id, shared, name_ascii FROM domains WHERE id = $1 \
+                           FOR SHARE",
+            },
+            args![alias.domain],
+        )
+        .await?
+        .ok_or_else(|| not_found("domain"))?;
+    let shared: bool = domain.get("shared")?;
+    if !shared && domain.uuid("owner_id")? != *alias.owner.as_uuid() {
+        return Err(not_found("domain"));
+    }
+    let domain_name: String = domain.get("name_ascii")?;
+    if domain_name != alias.address.domain().as_ascii() {
+        return Err(StoreError::Invalid {
+            entity: "alias",
+            reason: format!(
+                "the address {} is not on the alias's domain {domain_name}",
+                alias.address
+            ),
+        });
+    }
+    if alias.mailboxes.is_empty() {
+        return Err(no_mailbox());
+    }
+    check_mailboxes(s, alias.owner, &alias.mailboxes).await?;
+    let (per_hour, max_size) = limits_args(&alias.limits)?;
+    let c = &alias.counters;
+    s.execute(
+        "INSERT INTO aliases (id, address, address_canonical, address_lower, owner_id, \
+         domain_id, enabled, mode, disabled_reply, note, note_lower, category, labels, \
+         expires_at, limit_messages_per_hour, limit_max_message_size, forwarded, blocked, \
+         replied, bounced, last_used_at, created_at, updated_at, deleted_at, revision) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+        args![
+            alias.id,
+            alias.address.to_string(),
+            canonical.as_str(),
+            alias.address.to_string().to_lowercase(),
+            alias.owner,
+            alias.domain,
+            alias.enabled,
+            enum_text(&alias.mode, "alias")?,
+            enum_text(&alias.disabled_reply, "alias")?,
+            alias.note.clone(),
+            alias.note.as_ref().map(|n| n.to_lowercase()),
+            alias.category.clone(),
+            json_text(&alias.labels, "alias")?,
+            alias.expires_at,
+            per_hour,
+            max_size,
+            to_i64(c.forwarded, "alias", "forwarded")?,
+            to_i64(c.blocked, "alias", "blocked")?,
+            to_i64(c.replied, "alias", "replied")?,
+            to_i64(c.bounced, "alias", "bounced")?,
+            c.last_used_at,
+            alias.created_at,
+            alias.updated_at,
+            alias.deleted_at,
+            revision_arg(alias.revision, "alias")?,
+        ],
+    )
+    .await
+    .on_unique_or_fk("alias", not_found("user"))?;
+    write_alias_mailboxes(s, alias.id, &alias.mailboxes).await?;
+    // A purge of the same address may have committed while this insert
+    // waited on the unique index (PostgreSQL): look again.
+    if s.exists(is_tombstone_sql(), args![canonical.as_str()])
+        .await?
+    {
+        return Err(StoreError::Gone { entity: "alias" });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl AliasStore for SqlStore {
     async fn create_alias(&self, alias: &Alias) -> StoreResult<()> {
-        if alias.mailboxes.is_empty() {
-            return Err(no_mailbox());
-        }
-        let canonical = alias.address.canonical();
         let mut s = self.db.write().await?;
-        if s.exists(is_tombstone_sql(), args![canonical.as_str()]).await? {
-            return Err(StoreError::Gone { entity: "alias" });
-        }
-        if s
-            .exists(
-                "SELECT 1 FROM aliases WHERE address_canonical = $1 OR id = $2",
-                args![canonical.as_str(), alias.id],
-            )
-            .await?
-        {
-            return Err(StoreError::AlreadyExists { entity: "alias" });
-        }
-        let domain = s
-            .fetch_optional(
-                "SELECT owner_id, shared, name_ascii FROM domains WHERE id = $1",
-                args![alias.domain],
-            )
-            .await?
-            .ok_or_else(|| not_found("domain"))?;
-        let shared: bool = domain.get("shared")?;
-        if !shared && domain.uuid("owner_id")? != *alias.owner.as_uuid() {
-            return Err(not_found("domain"));
-        }
-        let domain_name: String = domain.get("name_ascii")?;
-        if domain_name != alias.address.domain().as_ascii() {
-            return Err(StoreError::Invalid {
-                entity: "alias",
-                reason: format!(
-                    "the address {} is not on the alias's domain {domain_name}",
-                    alias.address
-                ),
-            });
-        }
-        check_mailboxes(&mut s, alias.owner, &alias.mailboxes).await?;
-        let (per_hour, max_size) = limits_args(&alias.limits)?;
-        let c = &alias.counters;
-        s.execute(
-            "INSERT INTO aliases (id, address, address_canonical, address_lower, owner_id, \
-             domain_id, enabled, mode, disabled_reply, note, note_lower, category, labels, \
-             expires_at, limit_messages_per_hour, limit_max_message_size, forwarded, blocked, \
-             replied, bounced, last_used_at, created_at, updated_at, deleted_at, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24, $25)",
-            args![
-                alias.id,
-                alias.address.to_string(),
-                canonical.as_str(),
-                alias.address.to_string().to_lowercase(),
-                alias.owner,
-                alias.domain,
-                alias.enabled,
-                enum_text(&alias.mode, "alias")?,
-                enum_text(&alias.disabled_reply, "alias")?,
-                alias.note.clone(),
-                alias.note.as_ref().map(|n| n.to_lowercase()),
-                alias.category.clone(),
-                json_text(&alias.labels, "alias")?,
-                alias.expires_at,
-                per_hour,
-                max_size,
-                to_i64(c.forwarded, "alias", "forwarded")?,
-                to_i64(c.blocked, "alias", "blocked")?,
-                to_i64(c.replied, "alias", "replied")?,
-                to_i64(c.bounced, "alias", "bounced")?,
-                c.last_used_at,
-                alias.created_at,
-                alias.updated_at,
-                alias.deleted_at,
-                revision_arg(alias.revision, "alias")?,
-            ],
-        )
-        .await
-        .on_unique_or_fk("alias", not_found("user"))?;
-        write_alias_mailboxes(&mut s, alias.id, &alias.mailboxes).await?;
-        // A purge of the same address may have committed while this insert
-        // waited on the unique index (PostgreSQL): look again.
-        if s.exists(is_tombstone_sql(), args![canonical.as_str()]).await? {
-            return Err(StoreError::Gone { entity: "alias" });
+        insert_alias(&mut s, alias).await?;
+        s.commit().await
+    }
+
+    /// All or nothing: one transaction and one commit for the whole batch.
+    async fn create_aliases(&self, aliases: &[Alias]) -> StoreResult<()> {
+        let mut s = self.db.write().await?;
+        for alias in aliases {
+            insert_alias(&mut s, alias).await?;
         }
         s.commit().await
     }
@@ -274,7 +311,10 @@ impl AliasStore for SqlStore {
     async fn get_alias(&self, access: Access, id: AliasId) -> StoreResult<Alias> {
         let mut s = self.db.read().await?;
         let row = match owner_of(access) {
-            None => s.fetch_optional(alias_select!("WHERE a.id = $1"), args![id]).await?,
+            None => {
+                s.fetch_optional(alias_select!("WHERE a.id = $1"), args![id])
+                    .await?
+            }
             Some(owner) => {
                 s.fetch_optional(
                     alias_select!("WHERE a.id = $1 AND a.owner_id = $2"),
@@ -438,11 +478,6 @@ impl AliasStore for SqlStore {
         if distinct.is_empty() {
             return Ok(0);
         }
-        if let BulkAliasAction::MoveToMailboxes(mailboxes) = action
-            && mailboxes.is_empty()
-        {
-            return Err(no_mailbox());
-        }
         let mut s = self.db.write().await?;
         let dialect = s.dialect();
         // Visible rows among the ids, locked on PostgreSQL.
@@ -459,9 +494,15 @@ impl AliasStore for SqlStore {
         if rows.len() != distinct.len() {
             return Err(not_found("alias"));
         }
+        if let BulkAliasAction::MoveToMailboxes(mailboxes) = action
+            && mailboxes.is_empty()
+        {
+            return Err(no_mailbox());
+        }
         let in_ids = placeholders(1, distinct.len());
-        let id_args = || distinct.iter().map(|u| Arg::from(*u)).collect::<Vec<_>>();
-        let with_at = |mut v: Vec<Arg>| {
+        // Every statement binds the ids first and `at` last.
+        let id_at_args = || {
+            let mut v = distinct.iter().map(|u| Arg::from(*u)).collect::<Vec<_>>();
             v.push(Arg::from(at));
             v
         };
@@ -470,40 +511,40 @@ impl AliasStore for SqlStore {
             BulkAliasAction::Enable => {
                 s.execute(
                     format!(
-                        "UPDATE aliases SET enabled = TRUE, revision = revision + 1 \
-                         WHERE id IN ({in_ids}) AND NOT enabled"
+                        "UPDATE aliases SET enabled = TRUE, updated_at = ${n}, \
+                         revision = revision + 1 WHERE id IN ({in_ids}) AND NOT enabled"
                     ),
-                    id_args(),
+                    id_at_args(),
                 )
                 .await?
             }
             BulkAliasAction::Disable => {
                 s.execute(
                     format!(
-                        "UPDATE aliases SET enabled = FALSE, revision = revision + 1 \
-                         WHERE id IN ({in_ids}) AND enabled"
+                        "UPDATE aliases SET enabled = FALSE, updated_at = ${n}, \
+                         revision = revision + 1 WHERE id IN ({in_ids}) AND enabled"
                     ),
-                    id_args(),
+                    id_at_args(),
                 )
                 .await?
             }
             BulkAliasAction::Delete => {
                 s.execute(
                     format!(
-                        "UPDATE aliases SET deleted_at = ${n}, revision = revision + 1 \
-                         WHERE id IN ({in_ids}) AND deleted_at IS NULL"
+                        "UPDATE aliases SET deleted_at = ${n}, updated_at = ${n}, \
+                         revision = revision + 1 WHERE id IN ({in_ids}) AND deleted_at IS NULL"
                     ),
-                    with_at(id_args()),
+                    id_at_args(),
                 )
                 .await?
             }
             BulkAliasAction::Restore => {
                 s.execute(
                     format!(
-                        "UPDATE aliases SET deleted_at = NULL, revision = revision + 1 \
-                         WHERE id IN ({in_ids}) AND deleted_at IS NOT NULL"
+                        "UPDATE aliases SET deleted_at = NULL, updated_at = ${n}, \
+                         revision = revision + 1 WHERE id IN ({in_ids}) AND deleted_at IS NOT NULL"
                     ),
-                    id_args(),
+                    id_at_args(),
                 )
                 .await?
             }
@@ -525,8 +566,9 @@ impl AliasStore for SqlStore {
                     if current.mailboxes != *mailboxes {
                         write_alias_mailboxes(&mut s, id, mailboxes).await?;
                         s.execute(
-                            "UPDATE aliases SET revision = revision + 1 WHERE id = $1",
-                            args![id],
+                            "UPDATE aliases SET updated_at = $2, revision = revision + 1 \
+                             WHERE id = $1",
+                            args![id, at],
                         )
                         .await?;
                         changed += 1;
@@ -577,9 +619,15 @@ impl AliasStore for SqlStore {
     async fn purge_deleted_aliases(&self, older_than: Timestamp) -> StoreResult<u64> {
         let mut s = self.db.write().await?;
         s.execute(
-            "INSERT INTO alias_tombstones (address_canonical, alias_id, owner_id, deleted_at) \
+            "INSERT INTO alias_tombstones (address_canonical, alias_id, owner_id, retired_at) \
              SELECT address_canonical, id, owner_id, deleted_at FROM aliases \
              WHERE deleted_at IS NOT NULL AND deleted_at <= $1 ON CONFLICT DO NOTHING",
+            args![older_than],
+        )
+        .await?;
+        s.execute(
+            "DELETE FROM usage_daily WHERE subject_kind = 'alias' AND subject_id IN \
+             (SELECT id FROM aliases WHERE deleted_at IS NOT NULL AND deleted_at <= $1)",
             args![older_than],
         )
         .await?;
@@ -596,6 +644,7 @@ impl AliasStore for SqlStore {
 
     async fn is_tombstoned(&self, address: &EmailAddress) -> StoreResult<bool> {
         let mut s = self.db.read().await?;
-        Ok(s.exists(is_tombstone_sql(), args![address.canonical()]).await?)
+        Ok(s.exists(is_tombstone_sql(), args![address.canonical()])
+            .await?)
     }
 }

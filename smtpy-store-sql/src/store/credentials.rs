@@ -218,16 +218,18 @@ impl CredentialStore for SqlStore {
 
     async fn delete_user_sessions(&self, user: UserId) -> StoreResult<u64> {
         let mut s = self.db.write_one().await?;
-        Ok(s
-            .execute("DELETE FROM sessions WHERE user_id = $1", args![user])
-            .await?)
+        Ok(
+            s.execute("DELETE FROM sessions WHERE user_id = $1", args![user])
+                .await?,
+        )
     }
 
     async fn purge_expired_sessions(&self, now: Timestamp) -> StoreResult<u64> {
         let mut s = self.db.write_one().await?;
-        Ok(s
-            .execute("DELETE FROM sessions WHERE expires_at <= $1", args![now])
-            .await?)
+        Ok(
+            s.execute("DELETE FROM sessions WHERE expires_at <= $1", args![now])
+                .await?,
+        )
     }
 
     async fn create_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
@@ -323,8 +325,7 @@ impl CredentialStore for SqlStore {
 
     async fn delete_invitation(&self, id: InvitationId) -> StoreResult<()> {
         let mut s = self.db.write_one().await?;
-        if s
-            .execute("DELETE FROM invitations WHERE id = $1", args![id])
+        if s.execute("DELETE FROM invitations WHERE id = $1", args![id])
             .await?
             == 0
         {

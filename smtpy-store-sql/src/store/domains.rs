@@ -157,11 +157,14 @@ impl DomainStore for SqlStore {
 
     async fn find_domain_by_name(&self, name: &DomainName) -> StoreResult<Option<Domain>> {
         let mut s = self.db.read().await?;
-        s.fetch_optional(domain_select!("WHERE d.name_ascii = $1"), args![name.as_ascii()])
-            .await?
-            .as_ref()
-            .map(domain_from_row)
-            .transpose()
+        s.fetch_optional(
+            domain_select!("WHERE d.name_ascii = $1"),
+            args![name.as_ascii()],
+        )
+        .await?
+        .as_ref()
+        .map(domain_from_row)
+        .transpose()
     }
 
     async fn list_domains(&self, access: Access, page: PageRequest) -> StoreResult<Page<Domain>> {
@@ -228,7 +231,10 @@ impl DomainStore for SqlStore {
     async fn delete_domain(&self, access: Access, id: DomainId) -> StoreResult<()> {
         let mut s = self.db.write().await?;
         let row = s
-            .fetch_optional(for_update!("SELECT owner_id FROM domains WHERE id = $1"), args![id])
+            .fetch_optional(
+                for_update!("SELECT owner_id FROM domains WHERE id = $1"),
+                args![id],
+            )
             .await?;
         let visible = match (&row, owner_of(access)) {
             (None, _) => false,
@@ -242,9 +248,11 @@ impl DomainStore for SqlStore {
             entity: "domain",
             reason: "aliases (live or deleted) exist on it",
         };
-        if s
-            .exists("SELECT 1 FROM aliases WHERE domain_id = $1 LIMIT 1", args![id])
-            .await?
+        if s.exists(
+            "SELECT 1 FROM aliases WHERE domain_id = $1 LIMIT 1",
+            args![id],
+        )
+        .await?
         {
             return Err(in_use);
         }

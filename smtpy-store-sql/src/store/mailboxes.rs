@@ -136,7 +136,10 @@ impl MailboxStore for SqlStore {
     async fn delete_mailbox(&self, access: Access, id: MailboxId) -> StoreResult<()> {
         let mut s = self.db.write().await?;
         let row = s
-            .fetch_optional(for_update!("SELECT owner_id FROM mailboxes WHERE id = $1"), args![id])
+            .fetch_optional(
+                for_update!("SELECT owner_id FROM mailboxes WHERE id = $1"),
+                args![id],
+            )
             .await?;
         let visible = match (&row, owner_of(access)) {
             (None, _) => false,

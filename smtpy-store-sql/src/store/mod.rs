@@ -31,7 +31,7 @@ impl Store for SqlStore {
 
     async fn ping(&self) -> StoreResult<()> {
         let mut s = self.db.read().await?;
-        s.fetch_i64("SELECT 1", args![]).await?;
+        s.fetch_i64("SELECT CAST(1 AS BIGINT)", args![]).await?;
         Ok(())
     }
 }
@@ -136,7 +136,10 @@ impl Where {
         page: &PageRequest,
     ) -> (String, Vec<Arg>) {
         let limit = page.effective_limit() + 1;
-        let sql = format!("{select}{} ORDER BY {order_by} LIMIT {limit}", self.clause());
+        let sql = format!(
+            "{select}{} ORDER BY {order_by} LIMIT {limit}",
+            self.clause()
+        );
         (sql, self.args)
     }
 

@@ -12,10 +12,10 @@
 //!   deleted before commit.
 
 use async_trait::async_trait;
+use smtpy_core::StoreResult;
 use smtpy_core::gcra::{Decision, Quota, decide};
 use smtpy_core::store::RateLimitStore;
 use smtpy_core::time::Timestamp;
-use smtpy_core::StoreResult;
 
 use crate::SqlStore;
 use crate::db::{Dialect, args};
@@ -100,8 +100,10 @@ impl RateLimitStore for SqlStore {
 
     async fn purge_rate_limits(&self, older_than: Timestamp) -> StoreResult<u64> {
         let mut s = self.db.write_one().await?;
-        Ok(s
-            .execute("DELETE FROM rate_limits WHERE tat_ms <= $1", args![older_than])
-            .await?)
+        Ok(s.execute(
+            "DELETE FROM rate_limits WHERE tat_ms <= $1",
+            args![older_than],
+        )
+        .await?)
     }
 }

@@ -103,6 +103,12 @@ async fn check_scope(s: &mut Session, owner: UserId, scope: RuleScope) -> StoreR
 impl RuleStore for SqlStore {
     async fn create_rule(&self, rule: &ForwardingRule) -> StoreResult<()> {
         let mut s = self.db.write().await?;
+        if !s
+            .exists("SELECT 1 FROM users WHERE id = $1", args![rule.owner])
+            .await?
+        {
+            return Err(not_found("user"));
+        }
         check_scope(&mut s, rule.owner, rule.scope).await?;
         let (kind, domain, alias) = scope_columns(rule.scope);
         s.execute(

@@ -1,10 +1,10 @@
 //! [`UsageStore`]: daily usage counters, one row per subject and UTC day.
 
 use async_trait::async_trait;
+use smtpy_core::StoreResult;
 use smtpy_core::model::{DailyUsage, UsageRecord, UsageSubject};
 use smtpy_core::store::{Access, UsageStore};
 use smtpy_core::time::Day;
-use smtpy_core::StoreResult;
 use uuid::Uuid;
 
 use super::{not_found, owner_of};

@@ -1,10 +1,10 @@
 //! [`UserStore`]: accounts, and deleting one with everything it owns.
 
 use async_trait::async_trait;
+use smtpy_core::address::EmailAddress;
 use smtpy_core::ids::UserId;
 use smtpy_core::model::User;
 use smtpy_core::store::{Page, PageRequest, UserStore};
-use smtpy_core::address::EmailAddress;
 use smtpy_core::{StoreError, StoreResult};
 
 use super::{Where, missing_or_stale, not_found, revision_arg};
@@ -108,7 +108,13 @@ impl UserStore for SqlStore {
             .on_unique("user")?;
         match row {
             Some(row) => user_from_row(&row),
-            None => Err(missing_or_stale(&mut s, "SELECT 1 FROM users WHERE id = $1", args![user.id], "user").await),
+            None => Err(missing_or_stale(
+                &mut s,
+                "SELECT 1 FROM users WHERE id = $1",
+                args![user.id],
+                "user",
+            )
+            .await),
         }
     }
 
@@ -118,8 +124,13 @@ impl UserStore for SqlStore {
         let (sql, args) = w.page_query(USER_SELECT, "id", &page);
         let mut s = self.db.read().await?;
         let rows = s.fetch_all(sql, args).await?;
-        let users = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page::from_overfetch(users, page.effective_limit(), |u| *u.id.as_uuid()))
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_overfetch(users, page.effective_limit(), |u| {
+            *u.id.as_uuid()
+        }))
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
@@ -140,13 +151,12 @@ impl UserStore for SqlStore {
         }
         // Aliases on the user's domains that belong to someone else would be
         // orphaned: refuse rather than delete another user's data.
-        if s
-            .exists(
-                "SELECT 1 FROM aliases a JOIN domains d ON d.id = a.domain_id \
+        if s.exists(
+            "SELECT 1 FROM aliases a JOIN domains d ON d.id = a.domain_id \
                  WHERE d.owner_id = $1 AND a.owner_id <> $1 LIMIT 1",
-                args![id],
-            )
-            .await?
+            args![id],
+        )
+        .await?
         {
             return Err(StoreError::Conflict {
                 entity: "user",
@@ -156,9 +166,15 @@ impl UserStore for SqlStore {
         // Aliases: purged, leaving tombstones. Their contacts, alias-scoped
         // rules and mailbox links go with them (ON DELETE CASCADE).
         s.execute(
-            "INSERT INTO alias_tombstones (address_canonical, alias_id, owner_id, deleted_at) \
-             SELECT address_canonical, id, owner_id, deleted_at FROM aliases \
-             WHERE owner_id = $1 ON CONFLICT DO NOTHING",
+            "INSERT INTO alias_tombstones (address_canonical, alias_id, owner_id, retired_at) \
+             SELECT address_canonical, id, owner_id, COALESCE(deleted_at, updated_at) \
+             FROM aliases WHERE owner_id = $1 ON CONFLICT DO NOTHING",
+            args![id],
+        )
+        .await?;
+        s.execute(
+            "DELETE FROM usage_daily WHERE subject_kind = 'alias' AND subject_id IN \
+             (SELECT id FROM aliases WHERE owner_id = $1)",
             args![id],
         )
         .await?;
