@@ -151,6 +151,11 @@ impl State {
         if mailboxes.is_empty() {
             return Err(invalid("alias", "an alias needs at least one mailbox"));
         }
+        self.check_owned_mailboxes(owner, mailboxes)
+    }
+
+    /// `NotFound { entity: "mailbox" }` unless every id is a mailbox of `owner`.
+    fn check_owned_mailboxes(&self, owner: UserId, mailboxes: &[MailboxId]) -> StoreResult<()> {
         for id in mailboxes {
             match self.mailboxes.get(id) {
                 Some(m) if m.owner == owner => {}
@@ -540,6 +545,7 @@ impl DomainStore for MemoryStore {
             if s.domain_by_name.contains_key(&key) || s.domains.contains_key(&domain.id) {
                 return Err(exists("domain"));
             }
+            s.check_owned_mailboxes(domain.owner, &domain.default_mailboxes)?;
             s.domain_by_name.insert(key, domain.id);
             s.domains.insert(domain.id, domain.clone());
             Ok(())
@@ -584,6 +590,7 @@ impl DomainStore for MemoryStore {
             if domain.owner != stored.owner {
                 s.user_exists(domain.owner)?;
             }
+            s.check_owned_mailboxes(domain.owner, &domain.default_mailboxes)?;
             let mut next = domain.clone();
             next.name = stored.name.clone();
             next.created_at = stored.created_at;

@@ -35,6 +35,15 @@ fn check_alias_mailboxes(tx: &Tx<'_>, owner: UserId, mailboxes: &[MailboxId]) ->
     if mailboxes.is_empty() {
         return Err(invalid("alias", "an alias needs at least one mailbox"));
     }
+    check_owned_mailboxes(tx, owner, mailboxes)
+}
+
+/// `NotFound { entity: "mailbox" }` unless every id is a mailbox of `owner`.
+pub(crate) fn check_owned_mailboxes(
+    tx: &Tx<'_>,
+    owner: UserId,
+    mailboxes: &[MailboxId],
+) -> Result<(), Error> {
     let rows = tx.mailboxes()?;
     for id in mailboxes {
         match load::<Mailbox, 16>(&*rows, &id.to_bytes())? {

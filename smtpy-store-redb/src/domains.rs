@@ -129,6 +129,7 @@ impl DomainStore for RedbStore {
             {
                 return Err(exists("domain"));
             }
+            crate::aliases::check_owned_mailboxes(tx, domain.owner, &domain.default_mailboxes)?;
             tx.domains()?.insert(&id, encode(&domain)?.as_slice())?;
             tx.domains_by_name()?.insert(domain.name.as_ascii(), &id)?;
             Ok(())
@@ -178,6 +179,7 @@ impl DomainStore for RedbStore {
             if domain.owner != stored.owner {
                 user_exists(tx, domain.owner)?;
             }
+            crate::aliases::check_owned_mailboxes(tx, domain.owner, &domain.default_mailboxes)?;
             let mut next = domain;
             next.name = stored.name;
             next.created_at = stored.created_at;

@@ -347,7 +347,9 @@ pub trait CredentialStore: Send + Sync {
 #[async_trait]
 pub trait DomainStore: Send + Sync {
     /// Inserts a domain. `AlreadyExists` if the name is hosted already;
-    /// `NotFound` if the owner does not exist.
+    /// `NotFound` if the owner does not exist; `NotFound { entity: "mailbox" }`
+    /// if a default mailbox is missing or not the owner's (catch-all mail
+    /// must never reach someone else's mailbox).
     async fn create_domain(&self, domain: &Domain) -> StoreResult<()>;
     /// A domain by id: the owner's own, a shared one, or any with `System`.
     async fn get_domain(&self, access: Access, id: DomainId) -> StoreResult<Domain>;
@@ -357,7 +359,8 @@ pub trait DomainStore: Send + Sync {
     async fn list_domains(&self, access: Access, page: PageRequest) -> StoreResult<Page<Domain>>;
     /// Replaces every field but `id`, `name`, `created_at` (revision-checked).
     /// Only the owner (or `System`) may update; shared domains are not
-    /// writable by other users (`NotFound`).
+    /// writable by other users (`NotFound`). Default mailboxes as in
+    /// `create_domain` (checked against the new owner).
     async fn update_domain(&self, access: Access, domain: &Domain) -> StoreResult<Domain>;
     /// Deletes a domain and the rules scoped to it. `Conflict` while aliases
     /// (live or soft-deleted) exist on it. `NotFound` if missing or not writable.

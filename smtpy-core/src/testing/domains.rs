@@ -479,3 +479,62 @@ pub async fn domain_delete_conflicts_while_aliases_exist(store: &dyn Store) {
     );
     expect::not_found(store.delete_domain(me, empty.id).await, "second delete");
 }
+
+/// Default mailboxes must exist and be the domain owner's, on create and on
+/// update (catch-all mail must never reach another user's mailbox).
+pub async fn domain_default_mailboxes_must_be_owners(store: &dyn Store) {
+    let owner = fixtures::user(store).await;
+    let other = fixtures::user(store).await;
+    let mine = fixtures::mailbox(store, &owner).await;
+    let theirs = fixtures::mailbox(store, &other).await;
+
+    let mut foreign = new_domain(&owner);
+    foreign.default_mailboxes = vec![mine.id, theirs.id];
+    expect::not_found_entity(
+        store.create_domain(&foreign).await,
+        "mailbox",
+        "another user's default mailbox",
+    );
+    assert!(
+        store
+            .find_domain_by_name(&foreign.name)
+            .await
+            .expect("find")
+            .is_none(),
+        "nothing created"
+    );
+    let mut unknown = new_domain(&owner);
+    unknown.default_mailboxes = vec![crate::ids::MailboxId::new()];
+    expect::not_found_entity(
+        store.create_domain(&unknown).await,
+        "mailbox",
+        "unknown default mailbox",
+    );
+
+    let mut good = new_domain(&owner);
+    good.default_mailboxes = vec![mine.id];
+    store
+        .create_domain(&good)
+        .await
+        .expect("own default mailbox");
+    let mut changed = good.clone();
+    changed.default_mailboxes = vec![theirs.id];
+    expect::not_found_entity(
+        store.update_domain(Access::Owner(owner.id), &changed).await,
+        "mailbox",
+        "update to another user's mailbox",
+    );
+    let stored = store
+        .get_domain(Access::System, good.id)
+        .await
+        .expect("get");
+    assert_eq!(
+        stored.default_mailboxes,
+        vec![mine.id],
+        "update refused whole"
+    );
+    assert_eq!(
+        stored.revision, good.revision,
+        "no revision bump on refusal"
+    );
+}

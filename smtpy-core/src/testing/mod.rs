@@ -147,6 +147,7 @@ macro_rules! conformance_suite {
             domain_concurrent_updates_one_wins,
             domain_shared_is_read_only_for_others,
             domain_delete_conflicts_while_aliases_exist,
+            domain_default_mailboxes_must_be_owners,
             // mailboxes
             mailbox_create_get_round_trip,
             mailbox_duplicate_per_owner,

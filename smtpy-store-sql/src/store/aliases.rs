@@ -135,7 +135,11 @@ fn no_mailbox() -> StoreError {
 }
 
 /// `NotFound { entity: "mailbox" }` unless every id is a mailbox of `owner`.
-async fn check_mailboxes(s: &mut Session, owner: UserId, ids: &[MailboxId]) -> StoreResult<()> {
+pub(crate) async fn check_mailboxes(
+    s: &mut Session,
+    owner: UserId,
+    ids: &[MailboxId],
+) -> StoreResult<()> {
     let distinct: BTreeSet<Uuid> = ids.iter().map(|m| *m.as_uuid()).collect();
     if distinct.is_empty() {
         return Ok(());

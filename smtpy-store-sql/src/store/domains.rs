@@ -76,8 +76,10 @@ fn domain_from_row(r: &Row) -> StoreResult<Domain> {
     })
 }
 
-/// Writes the ordered default-mailbox list of a domain (replacing it).
+/// Writes the ordered default-mailbox list of a domain (replacing it);
+/// every mailbox must be the domain owner's.
 async fn write_default_mailboxes(s: &mut Session, domain: &Domain) -> StoreResult<()> {
+    super::aliases::check_mailboxes(s, domain.owner, &domain.default_mailboxes).await?;
     s.execute(
         "DELETE FROM domain_default_mailboxes WHERE domain_id = $1",
         args![domain.id],
