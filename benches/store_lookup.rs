@@ -6,6 +6,7 @@
 //! cargo bench --bench store_lookup                                   # 1,000,000 aliases
 //! SMTPY_BENCH_ALIASES=100000 cargo bench --bench store_lookup        # quicker
 //! SMTPY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench store_lookup
+//! SMTPY_BENCH_BACKENDS=redb,sqlite cargo bench --bench store_lookup   # only some backends
 //! ```
 //!
 //! Besides criterion's estimates it prints, per backend, the p50/p90/p99 of
@@ -34,6 +35,11 @@ fn alias_count() -> usize {
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(1_000_000)
+}
+
+/// True if the backend is selected by `SMTPY_BENCH_BACKENDS` (all when unset).
+fn selected(name: &str) -> bool {
+    std::env::var("SMTPY_BENCH_BACKENDS").map_or(true, |v| v.split(',').any(|b| b.trim() == name))
 }
 
 fn local_part(i: usize) -> String {
@@ -159,26 +165,37 @@ fn main() {
     let n = alias_count();
     let dir = tempfile::tempdir().expect("tempdir");
 
-    // redb
-    let path = dir.path().join("bench.redb");
-    let redb: Arc<dyn Store> = Arc::new(RedbStore::open(&path).expect("redb"));
-    bench_backend(&mut c, &rt, "redb", &*redb, n, &|| file_size(&path));
-    drop(redb);
+    if selected("redb") {
+        let path = dir.path().join("bench.redb");
+        let redb: Arc<dyn Store> = Arc::new(RedbStore::open(&path).expect("redb"));
+        bench_backend(&mut c, &rt, "redb", &*redb, n, &|| file_size(&path));
+    }
+    if selected("sqlite") {
+        sqlite(&mut c, &rt, dir.path(), n);
+    }
+    if selected("postgres") {
+        postgres(&mut c, &rt, n);
+    }
+    c.final_summary();
+}
 
+fn sqlite(c: &mut Criterion, rt: &tokio::runtime::Runtime, dir: &Path, n: usize) {
     // SQLite (WAL): the database file plus its write-ahead log.
-    let path = dir.path().join("bench.sqlite");
+    let path = dir.join("bench.sqlite");
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let sqlite = rt.block_on(SqlStore::connect(&url)).expect("sqlite");
-    let wal = dir.path().join("bench.sqlite-wal");
+    let wal = dir.join("bench.sqlite-wal");
     let sqlite_ref = &sqlite;
-    bench_backend(&mut c, &rt, "sqlite", &sqlite, n, &|| {
+    bench_backend(c, rt, "sqlite", &sqlite, n, &|| {
         if let Some(pool) = sqlite_ref.sqlite_pool() {
             let _ = rt.block_on(sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool));
         }
         file_size(&path) + file_size(&wal)
     });
     rt.block_on(sqlite.close());
+}
 
+fn postgres(c: &mut Criterion, rt: &tokio::runtime::Runtime, n: usize) {
     // PostgreSQL over loopback, in a schema of its own (dropped at the end).
     match std::env::var("SMTPY_TEST_POSTGRES_URL") {
         Ok(url) => {
@@ -188,7 +205,7 @@ fn main() {
                 .expect("postgres");
             let pg_ref = &pg;
             let schema_ref = &schema;
-            bench_backend(&mut c, &rt, "postgres", &pg, n, &|| {
+            bench_backend(c, rt, "postgres", &pg, n, &|| {
                 let Some(pool) = pg_ref.postgres_pool() else {
                     return 0;
                 };
@@ -214,5 +231,4 @@ fn main() {
         }
         Err(_) => eprintln!("postgres: skipped: SMTPY_TEST_POSTGRES_URL not set"),
     }
-    c.final_summary();
 }

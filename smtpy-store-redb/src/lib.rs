@@ -45,8 +45,12 @@
 //!   owner, by domain; user by email; …) is written in the same write
 //!   transaction as its row. The table layout is documented in the
 //!   `schema` module source.
-//! * **Off the async runtime.** Every transaction runs on tokio's blocking
-//!   pool (`spawn_blocking`); reads run concurrently on MVCC snapshots, and
+//! * **Off the async runtime.** Write transactions (which fsync) run on
+//!   tokio's blocking pool (`spawn_blocking`). Reads run under
+//!   `block_in_place` on the multi-thread runtime — tokio moves the worker's
+//!   other tasks away while the read runs, and a cached point lookup costs a
+//!   few microseconds instead of a thread hand-off — and on the blocking pool
+//!   elsewhere. Reads run concurrently on MVCC snapshots, and
 //!   redb runs write transactions one at a time (which is also what makes
 //!   [`check_rate`](smtpy_core::store::RateLimitStore::check_rate) exact).
 //! * **Versioned.** Rows carry a one-byte format version and the file a
