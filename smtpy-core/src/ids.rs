@@ -108,3 +108,7 @@ id_type!(
     /// Identifies an [`AuditEvent`](crate::model::AuditEvent).
     AuditEventId
 );
+id_type!(
+    /// Identifies a [`QueuedMessage`](crate::model::QueuedMessage).
+    MessageId
+);

@@ -46,18 +46,21 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
+pub mod dns;
 pub mod error;
 pub mod gcra;
 pub mod ids;
 pub mod memory;
 pub mod model;
 pub mod password;
+pub mod reply;
 pub mod secret;
 pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod time;
+pub mod transport;
 
 pub use error::{StoreError, StoreResult};
 pub use store::Store;

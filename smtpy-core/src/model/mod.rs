@@ -16,6 +16,7 @@ mod account;
 mod alias;
 mod audit;
 mod domain;
+mod queue;
 mod rule;
 
 pub use account::{ApiKey, ApiScope, Invitation, Role, SecretHash, Session, User, UserStatus};
@@ -25,6 +26,9 @@ pub use alias::{
 pub use audit::{Actor, AuditEvent, DailyUsage, UsageRecord, UsageSubject};
 pub use domain::{
     CatchAll, CheckStatus, DkimAlgorithm, DkimKey, DkimKeyState, DnsCheck, DnsChecks, Domain,
+};
+pub use queue::{
+    LeaseToken, Leased, MessageKind, QueuedMessage, QueuedRecipient, RecipientState, RemoteReply,
 };
 pub use rule::{
     BlockReply, Condition, ConditionField, ForwardingRule, MAX_REGEX_LEN, MatchMode, Operator,

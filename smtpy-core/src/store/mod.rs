@@ -43,6 +43,9 @@ use crate::model::{
 };
 use crate::time::{Day, Timestamp};
 
+mod queue;
+pub use queue::{QueueStats, QueueStore};
+
 /// Whose rows a call may see and change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
