@@ -47,14 +47,18 @@
 
 pub mod address;
 pub mod dns;
+pub mod dsn;
 pub mod error;
+pub mod forward;
 pub mod gcra;
 pub mod ids;
 pub mod memory;
 pub mod model;
 pub mod password;
 pub mod reply;
+pub mod routing;
 pub mod secret;
+pub mod srs;
 pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

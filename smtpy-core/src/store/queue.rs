@@ -32,7 +32,7 @@ pub struct QueueStats {
 /// holder died) makes the message due again for anyone: delivery is
 /// at-least-once.
 #[async_trait]
-pub trait QueueStore: Send + Sync {
+pub trait QueueStore: Send + Sync + std::fmt::Debug {
     /// Stores a message with its per-recipient state. Durable when it
     /// returns `Ok` — the SMTP layer answers 250 only then. Backends may
     /// group concurrent enqueues into one commit. `AlreadyExists` if the id

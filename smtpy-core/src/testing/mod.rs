@@ -48,6 +48,7 @@ mod domains;
 mod expect;
 pub mod fixtures;
 mod mailboxes;
+mod queue;
 mod ratelimit;
 mod rules;
 mod store;
@@ -62,6 +63,7 @@ pub use contacts::*;
 pub use credentials::*;
 pub use domains::*;
 pub use mailboxes::*;
+pub use queue::*;
 pub use ratelimit::*;
 pub use rules::*;
 pub use store::*;
@@ -243,6 +245,68 @@ macro_rules! __conformance_tests {
                         return;
                     };
                     $crate::testing::$name(&*store).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The queue conformance suite: like [`conformance_suite!`](crate::conformance_suite),
+/// for a [`QueueStore`](crate::store::QueueStore). The factory returns a
+/// future of `Option<Arc<dyn smtpy_core::store::QueueStore>>` holding a
+/// fresh, empty queue (`None`: not available, the tests print `skipped: …`).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use smtpy_core::{memory::MemoryStore, store::QueueStore};
+///
+/// smtpy_core::queue_conformance_suite!(|| async {
+///     Some(Arc::new(MemoryStore::new()) as Arc<dyn QueueStore>)
+/// });
+/// # fn main() {}
+/// ```
+///
+/// This is the one list of queue test names.
+#[macro_export]
+macro_rules! queue_conformance_suite {
+    ($factory:expr $(,)?) => {
+        $crate::queue_conformance_suite!(queue_conformance, $factory);
+    };
+    ($module:ident, $factory:expr $(,)?) => {
+        $crate::__queue_conformance_tests! { $module, $factory;
+            queue_enqueue_round_trip,
+            queue_lease_due_rules,
+            queue_complete_attempt,
+            queue_stale_lease_is_conflict,
+            queue_follow_ups_are_atomic,
+            queue_concurrent_leases_are_exclusive,
+            queue_release_lease,
+            queue_operator_actions,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __queue_conformance_tests {
+    ($module:ident, $factory:expr; $($name:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let queue: ::std::option::Option<
+                        ::std::sync::Arc<dyn $crate::store::QueueStore>,
+                    > = ($factory)().await;
+                    let ::std::option::Option::Some(queue) = queue else {
+                        ::std::eprintln!(
+                            "skipped: {}: backend not available",
+                            ::std::stringify!($name)
+                        );
+                        return;
+                    };
+                    $crate::testing::$name(&*queue).await;
                 }
             )*
         }

@@ -16,11 +16,13 @@ use crate::address::{DomainName, EmailAddress};
 use crate::error::{StoreError, StoreResult};
 use crate::gcra::{self, Decision, Quota};
 use crate::ids::{
-    AliasId, ApiKeyId, AuditEventId, ContactId, DomainId, InvitationId, MailboxId, RuleId, UserId,
+    AliasId, ApiKeyId, AuditEventId, ContactId, DomainId, InvitationId, MailboxId, MessageId,
+    RuleId, UserId,
 };
 use crate::model::{
     Alias, ApiKey, AuditEvent, Contact, CounterDelta, DailyUsage, Domain, ForwardingRule,
-    Invitation, Mailbox, RuleScope, SecretHash, Session, UsageRecord, UsageSubject, User,
+    Invitation, LeaseToken, Mailbox, QueuedMessage, RuleScope, SecretHash, Session, UsageRecord,
+    UsageSubject, User,
 };
 use crate::store::{
     Access, AliasFilter, AliasStore, AuditFilter, AuditStore, BulkAliasAction, ContactStore,
@@ -28,6 +30,8 @@ use crate::store::{
     Store, UsageStore, UserStore,
 };
 use crate::time::{Day, Timestamp};
+
+mod queue;
 
 #[derive(Debug, Default)]
 struct State {
@@ -53,6 +57,14 @@ struct State {
     audit: BTreeMap<AuditEventId, AuditEvent>,
     usage: BTreeMap<(UsageSubject, Day), (u64, u64)>,
     rate: HashMap<String, i64>,
+    queue: BTreeMap<MessageId, QueueEntry>,
+}
+
+/// A queued message and its lease (token, lapses at).
+#[derive(Debug, Clone)]
+struct QueueEntry {
+    message: QueuedMessage,
+    lease: Option<(LeaseToken, Timestamp)>,
 }
 
 /// In-memory [`Store`]; see the [module docs](self).

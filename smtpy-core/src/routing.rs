@@ -1,0 +1,232 @@
+//! Recipient routing: what smtpy does with one `RCPT TO`, decided on the
+//! envelope only (headers never route) and answered before DATA.
+//!
+//! | recipient | decision |
+//! | --- | --- |
+//! | a live, enabled alias with a deliverable mailbox | [`Route::Forward`] |
+//! | a disabled or expired alias | `550 5.1.1`, or [`Route::Discard`] when the alias says so |
+//! | `postmaster@` a hosted domain | [`Route::Postmaster`] |
+//! | an SRS address of ours, from the null sender | [`Route::BounceRelay`] to the original sender |
+//! | a forged or expired SRS address | `550 5.7.1` |
+//! | no alias, catch-all on (pattern matches) | an alias is created, then [`Route::Forward`] |
+//! | no alias | `550 5.1.1` |
+//! | a domain we do not host (or not verified) | `550 5.7.1` relay denied |
+//! | the store fails | `451 4.4.3` — never a 5xx, never a 250 |
+//!
+//! Addresses that only look like routing (`user%other@`, `"a@b"@`,
+//! `a!b@`) are plain local parts here: they match an alias or nothing, so
+//! nothing is ever relayed.
+
+use crate::address::EmailAddress;
+use crate::model::{Alias, DisabledReply, Mailbox, UserStatus};
+use crate::reply::Reply;
+use crate::srs::Srs;
+use crate::store::Store;
+use crate::time::Timestamp;
+use crate::{StoreError, StoreResult};
+
+/// Longest local part an auto-create pattern is matched against (bounds the work).
+const MAX_PATTERN_INPUT: usize = 64;
+
+/// Where a recipient's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Route {
+    /// Forward to these mailboxes of the alias's owner (at least one; all
+    /// verified and enabled).
+    Forward {
+        /// The alias.
+        alias: Alias,
+        /// Its deliverable mailboxes, in the alias's order.
+        mailboxes: Vec<Mailbox>,
+    },
+    /// Accept and drop (a disabled alias set to discard).
+    Discard {
+        /// The alias.
+        alias: Alias,
+    },
+    /// A bounce to one of our SRS addresses: relay it to the original sender.
+    BounceRelay {
+        /// The sender the SRS address stood for.
+        original: EmailAddress,
+    },
+    /// `postmaster@` a hosted domain (RFC 5321 §4.5.1): always accepted.
+    Postmaster,
+}
+
+/// Decides routes for recipients. Cheap to share.
+#[derive(Debug)]
+pub struct Router<'a> {
+    store: &'a dyn Store,
+    srs: Option<&'a Srs>,
+}
+
+/// Why a recipient is refused: the reply to give, and the store failure
+/// behind a temporary refusal (for the operator's log; never sent).
+#[derive(Debug)]
+pub struct Refusal {
+    /// What to answer the client.
+    pub reply: Reply,
+    /// The store error, when the refusal is `451 4.4.3`.
+    pub cause: Option<StoreError>,
+}
+
+impl From<Reply> for Refusal {
+    fn from(reply: Reply) -> Self {
+        Self { reply, cause: None }
+    }
+}
+
+/// Any store failure at RCPT time is temporary for the client (`451 4.4.3`):
+/// never a 5xx (the address may well exist) and never a 250.
+fn temp(e: StoreError) -> Refusal {
+    Refusal {
+        reply: Reply::STORE_UNAVAILABLE,
+        cause: Some(e),
+    }
+}
+
+impl<'a> Router<'a> {
+    /// A router over `store`; `srs` recognises our bounce addresses (none:
+    /// SRS addresses are treated like any other local part).
+    #[must_use]
+    pub fn new(store: &'a dyn Store, srs: Option<&'a Srs>) -> Self {
+        Self { store, srs }
+    }
+
+    /// The route for `rcpt` in a transaction from `sender` (`None` is the
+    /// null reverse-path), or the reply refusing it.
+    pub async fn route(
+        &self,
+        rcpt: &EmailAddress,
+        sender: Option<&EmailAddress>,
+        now: Timestamp,
+    ) -> Result<Route, Refusal> {
+        if let Some(srs) = self.srs
+            && srs.domain() == rcpt.domain()
+            && Srs::is_srs(rcpt.local_part().as_str())
+        {
+            return self.route_srs(srs, rcpt, sender, now);
+        }
+        let domain = match self.store.find_domain_by_name(rcpt.domain()).await {
+            Ok(Some(d)) if d.verified_at.is_some() => d,
+            Ok(_) => return Err(Reply::RELAY_DENIED.into()),
+            Err(e) => return Err(temp(e)),
+        };
+        if rcpt.local_part().as_str().eq_ignore_ascii_case("postmaster") {
+            return Ok(Route::Postmaster);
+        }
+        let alias = match self.store.find_alias_by_address(rcpt).await {
+            Ok(Some(alias)) => alias,
+            Ok(None) => match self.catch_all(&domain, rcpt, now).await {
+                Ok(Some(alias)) => alias,
+                Ok(None) => return Err(Reply::UNKNOWN_RECIPIENT.into()),
+                Err(e) => return Err(temp(e)),
+            },
+            Err(e) => return Err(temp(e)),
+        };
+        self.forward_route(alias, now).await
+    }
+
+    fn route_srs(
+        &self,
+        srs: &Srs,
+        rcpt: &EmailAddress,
+        sender: Option<&EmailAddress>,
+        now: Timestamp,
+    ) -> Result<Route, Refusal> {
+        // Only bounces (null sender) travel back through SRS addresses.
+        if sender.is_some() {
+            return Err(Reply::BAD_BOUNCE_ADDRESS.into());
+        }
+        match srs.reverse(rcpt, now) {
+            Ok(original) => Ok(Route::BounceRelay { original }),
+            Err(_) => Err(Reply::BAD_BOUNCE_ADDRESS.into()),
+        }
+    }
+
+    async fn forward_route(&self, alias: Alias, now: Timestamp) -> Result<Route, Refusal> {
+        let owner = self
+            .store
+            .get_user(alias.owner)
+            .await
+            .map_err(temp)?;
+        if !alias.is_active(now) || owner.status != UserStatus::Active {
+            return match alias.disabled_reply {
+                DisabledReply::Discard if owner.status == UserStatus::Active => {
+                    Ok(Route::Discard { alias })
+                }
+                _ => Err(Reply::UNKNOWN_RECIPIENT.into()),
+            };
+        }
+        let owned = self
+            .store
+            .list_mailboxes(alias.owner)
+            .await
+            .map_err(temp)?;
+        let mut mailboxes = Vec::with_capacity(alias.mailboxes.len());
+        for id in &alias.mailboxes {
+            if let Some(m) = owned.iter().find(|m| m.id == *id && m.can_receive())
+                && !mailboxes
+                    .iter()
+                    .any(|x: &Mailbox| x.address.canonical() == m.address.canonical())
+            {
+                mailboxes.push(m.clone());
+            }
+        }
+        if mailboxes.is_empty() {
+            return Err(Reply::new(550, (5, 2, 1), "This address cannot receive mail right now").into());
+        }
+        Ok(Route::Forward { alias, mailboxes })
+    }
+
+    /// The alias a catch-all domain creates for `rcpt`, if it does.
+    async fn catch_all(
+        &self,
+        domain: &crate::model::Domain,
+        rcpt: &EmailAddress,
+        now: Timestamp,
+    ) -> StoreResult<Option<Alias>> {
+        if !domain.catch_all.enabled || domain.default_mailboxes.is_empty() {
+            return Ok(None);
+        }
+        let local = rcpt.local_part().as_str();
+        if let Some(pattern) = &domain.catch_all.auto_create_pattern
+            && !pattern_matches(pattern, local)
+        {
+            return Ok(None);
+        }
+        // A purged alias stays dead even on a catch-all domain.
+        if self.store.is_tombstoned(rcpt).await? {
+            return Ok(None);
+        }
+        let alias = Alias::new(
+            rcpt.clone(),
+            domain.owner,
+            domain.id,
+            domain.default_mailboxes.clone(),
+            now,
+        );
+        match self.store.create_alias(&alias).await {
+            Ok(()) => Ok(Some(alias)),
+            // Created concurrently by another session: use that one.
+            Err(StoreError::AlreadyExists { .. }) => self.store.find_alias_by_address(rcpt).await,
+            Err(StoreError::Gone { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// True if `local` matches the whole auto-create `pattern` (case-insensitive).
+/// An invalid or oversized pattern matches nothing.
+#[must_use]
+pub fn pattern_matches(pattern: &str, local: &str) -> bool {
+    if local.len() > MAX_PATTERN_INPUT || pattern.len() > crate::model::MAX_REGEX_LEN {
+        return false;
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .is_ok_and(|re| re.is_match(local))
+}

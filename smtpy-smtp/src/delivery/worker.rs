@@ -1,0 +1,273 @@
+//! The worker loop.
+
+use std::sync::Arc;
+
+use smtpy_core::StoreError;
+use smtpy_core::store::QueueStore;
+use smtpy_core::dsn::{self, DsnAction, DsnRecipient, DsnRequest};
+use smtpy_core::ids::MessageId;
+use smtpy_core::model::{Leased, MessageKind, QueuedMessage, QueuedRecipient, RecipientState};
+use smtpy_core::time::{Clock, Timestamp};
+use smtpy_core::transport::{Envelope, Transport};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::{DeliveryConfig, apply_outcomes};
+
+/// Delivers what is due in the queue, until shut down.
+#[derive(Debug, Clone)]
+pub struct DeliveryWorker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn QueueStore>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    config: DeliveryConfig,
+    wake: Arc<Notify>,
+}
+
+/// A running worker: wait for it to finish after signalling shutdown.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Waits until the worker has finished its in-flight deliveries and stopped.
+    pub async fn join(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "delivery worker panicked");
+        }
+    }
+}
+
+impl DeliveryWorker {
+    /// A worker over the queue in `store`, delivering through `transport`.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn QueueStore>,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        config: DeliveryConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                transport,
+                clock,
+                config,
+                wake: Arc::new(Notify::new()),
+            }),
+        }
+    }
+
+    /// Wakes the worker (call after an enqueue so new mail goes out at once).
+    #[must_use]
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.inner.wake)
+    }
+
+    /// One round: lease what is due and deliver it. Returns how many messages
+    /// were attempted.
+    ///
+    /// # Errors
+    /// When leasing fails (the store is unreachable); outcomes that cannot be
+    /// recorded are logged and retried after the lease lapses.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let now = self.inner.clock.now();
+        let leased = self
+            .inner
+            .store
+            .lease_due(now, self.inner.config.lease, self.inner.config.batch)
+            .await?;
+        let n = leased.len();
+        let limit = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for lease in leased {
+            let inner = Arc::clone(&self.inner);
+            let permit = Arc::clone(&limit).acquire_owned().await;
+            tasks.spawn(async move {
+                let _permit = permit;
+                inner.deliver(lease).await;
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "delivery task panicked");
+            }
+        }
+        Ok(n)
+    }
+
+    /// Runs until `shutdown` turns true; in-flight deliveries finish first.
+    #[must_use]
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> WorkerHandle {
+        let task = tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                let worked = match self.run_once().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot lease from the queue; retrying");
+                        0
+                    }
+                };
+                if worked == 0 {
+                    tokio::select! {
+                        () = self.inner.wake.notified() => {}
+                        () = tokio::time::sleep(self.inner.config.idle_poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        });
+        WorkerHandle { task }
+    }
+}
+
+impl Inner {
+    async fn deliver(&self, lease: Leased) {
+        let Leased {
+            mut message, token, ..
+        } = lease;
+        let tried: Vec<usize> = message
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.state.is_final())
+            .map(|(i, _)| i)
+            .collect();
+        if tried.is_empty() {
+            self.record(token, &message, &[]).await;
+            return;
+        }
+        let envelope = Envelope {
+            reverse_path: message.reverse_path.clone(),
+            recipients: tried
+                .iter()
+                .map(|&i| message.recipients[i].address.clone())
+                .collect(),
+        };
+        let outcomes = self.transport.deliver(&envelope, &message.body).await;
+        let now = self.clock.now();
+        let failed = apply_outcomes(&mut message, &tried, outcomes, now, &self.config.retry);
+        tracing::info!(
+            message = %message.id,
+            correlation = %message.correlation_id,
+            attempt = message.attempts,
+            tried = tried.len(),
+            failed = failed.len(),
+            done = message.is_done(),
+            "delivery attempt"
+        );
+        let follow_ups: Vec<QueuedMessage> = self.dsn(&message, &failed, now).into_iter().collect();
+        self.record(token, &message, &follow_ups).await;
+    }
+
+    async fn record(
+        &self,
+        token: smtpy_core::model::LeaseToken,
+        message: &QueuedMessage,
+        follow_ups: &[QueuedMessage],
+    ) {
+        match self
+            .store
+            .complete_attempt(token, message, follow_ups)
+            .await
+        {
+            Ok(()) => {
+                if !follow_ups.is_empty() {
+                    self.wake.notify_one();
+                }
+            }
+            Err(StoreError::Conflict { .. }) => tracing::warn!(
+                message = %message.id,
+                "lease lapsed during delivery; another worker owns the message now"
+            ),
+            Err(e) => tracing::error!(
+                message = %message.id,
+                error = %e,
+                "cannot record the delivery outcome; the message will be retried when its lease lapses"
+            ),
+        }
+    }
+
+    /// The DSN for recipients that failed in this attempt, if one is due.
+    fn dsn(&self, message: &QueuedMessage, failed: &[usize], now: Timestamp) -> Option<QueuedMessage> {
+        if failed.is_empty() || !dsn::dsn_allowed(message.original_sender.as_ref(), message.kind) {
+            return None;
+        }
+        let to = message.original_sender.clone()?;
+        let failed: Vec<&QueuedRecipient> = failed
+            .iter()
+            .filter_map(|&i| message.recipients.get(i))
+            .collect();
+        let recipients = failed
+            .iter()
+            .map(|r| {
+                let (status, diagnostic) = match &r.state {
+                    RecipientState::Failed { reply, .. } => (
+                        reply
+                            .as_ref()
+                            .and_then(|x| x.enhanced.clone())
+                            .unwrap_or_else(|| "5.0.0".into()),
+                        reply.clone(),
+                    ),
+                    _ => ("5.0.0".into(), None),
+                };
+                DsnRecipient {
+                    final_recipient: r.original.clone().unwrap_or_else(|| r.address.clone()),
+                    action: DsnAction::Failed,
+                    status,
+                    diagnostic,
+                }
+            })
+            .collect();
+        // Every delivery address that is not what the DSN names (the
+        // mailboxes behind an alias) must never reach the sender.
+        let secret_addresses = message
+            .recipients
+            .iter()
+            .filter(|r| r.original.as_ref().is_some_and(|o| *o != r.address))
+            .map(|r| r.address.clone())
+            .collect();
+        let request = DsnRequest {
+            reporting_mta: self.config.hostname.clone(),
+            original_envelope_id: None,
+            arrival_date: message.received_at,
+            recipients,
+            original_headers: header_block(&message.body).to_vec(),
+            to: to.clone(),
+            from_postmaster: self.config.postmaster.clone(),
+            secret_addresses,
+        };
+        let body = dsn::build_dsn(&request, now);
+        Some(QueuedMessage {
+            id: MessageId::new(),
+            kind: MessageKind::Dsn,
+            reverse_path: None,
+            original_sender: None,
+            body: body.into(),
+            recipients: vec![QueuedRecipient::new(to)],
+            owner: message.owner,
+            received_at: now,
+            next_attempt_at: now,
+            expires_at: now.saturating_add(self.config.lifetime),
+            attempts: 0,
+            held: false,
+            correlation_id: message.correlation_id.clone(),
+        })
+    }
+}
+
+/// The header block of a message (up to and including the blank line).
+fn header_block(body: &[u8]) -> &[u8] {
+    body.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(body, |i| &body[..i + 4])
+}
