@@ -113,7 +113,11 @@ impl<'a> Router<'a> {
             Ok(_) => return Err(Reply::RELAY_DENIED.into()),
             Err(e) => return Err(temp(e)),
         };
-        if rcpt.local_part().as_str().eq_ignore_ascii_case("postmaster") {
+        if rcpt
+            .local_part()
+            .as_str()
+            .eq_ignore_ascii_case("postmaster")
+        {
             return Ok(Route::Postmaster);
         }
         let alias = match self.store.find_alias_by_address(rcpt).await {
@@ -146,11 +150,7 @@ impl<'a> Router<'a> {
     }
 
     async fn forward_route(&self, alias: Alias, now: Timestamp) -> Result<Route, Refusal> {
-        let owner = self
-            .store
-            .get_user(alias.owner)
-            .await
-            .map_err(temp)?;
+        let owner = self.store.get_user(alias.owner).await.map_err(temp)?;
         if !alias.is_active(now) || owner.status != UserStatus::Active {
             return match alias.disabled_reply {
                 DisabledReply::Discard if owner.status == UserStatus::Active => {
@@ -159,11 +159,7 @@ impl<'a> Router<'a> {
                 _ => Err(Reply::UNKNOWN_RECIPIENT.into()),
             };
         }
-        let owned = self
-            .store
-            .list_mailboxes(alias.owner)
-            .await
-            .map_err(temp)?;
+        let owned = self.store.list_mailboxes(alias.owner).await.map_err(temp)?;
         let mut mailboxes = Vec::with_capacity(alias.mailboxes.len());
         for id in &alias.mailboxes {
             if let Some(m) = owned.iter().find(|m| m.id == *id && m.can_receive())
@@ -175,7 +171,9 @@ impl<'a> Router<'a> {
             }
         }
         if mailboxes.is_empty() {
-            return Err(Reply::new(550, (5, 2, 1), "This address cannot receive mail right now").into());
+            return Err(
+                Reply::new(550, (5, 2, 1), "This address cannot receive mail right now").into(),
+            );
         }
         Ok(Route::Forward { alias, mailboxes })
     }

@@ -6,7 +6,7 @@
 //!
 //! Not built yet: this crate holds only its documentation until the mail-path
 //! work lands. The design is in `docs/architecture.md`.
-pub mod transport;
-pub mod session;
 pub mod delivery;
 pub mod server;
+pub mod session;
+pub mod transport;

@@ -1,7 +1,7 @@
 //! A small in-memory driver for the session tests, included by the
 //! `session_*` test files with `#[path = "session_harness.rs"] mod harness;`.
 //! Compiled on its own it is an empty test target.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -58,6 +58,12 @@ pub fn config() -> SessionConfig {
 }
 
 pub const QUEUED: Reply = Reply::new(250, (2, 0, 0), "Queued");
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Client {
     /// Default config and peer; the greeting is already read.

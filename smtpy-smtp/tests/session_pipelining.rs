@@ -107,11 +107,11 @@ fn content_pipelined_behind_data_is_refused_and_never_read_as_commands() {
     );
     assert!(
         text.ends_with(
-            "250 2.1.5 Recipient OK\r\n554 5.5.0 Synchronization error: message content sent before the 354 reply\r\n"
+            "250 2.1.5 Recipient OK\r\n554 5.5.0 Synchronization error: input sent before the reply to DATA\r\n"
         ),
         "{text}"
     );
-    assert!(!text.contains("354"));
+    assert!(!text.contains("354 Start"));
     assert!(client.close_seen);
     assert!(client.messages.is_empty());
     assert_eq!(client.checked, ["shop@alias.example"]);
@@ -142,8 +142,8 @@ fn content_fed_before_the_354_was_written_is_refused() {
         }
     }
     let text = String::from_utf8_lossy(&text);
-    assert!(!text.contains("354"), "{text}");
-    assert!(text.ends_with("250 2.1.5 Postmaster OK\r\n554 5.5.0 Synchronization error: message content sent before the 354 reply\r\n"), "{text}");
+    assert!(!text.contains("354 Start"), "{text}");
+    assert!(text.ends_with("250 2.1.5 Postmaster OK\r\n554 5.5.0 Synchronization error: input sent before the reply to DATA\r\n"), "{text}");
     assert!(closed && session.is_closed());
 }
 
@@ -261,4 +261,40 @@ fn a_driver_that_keeps_reading_while_busy_is_bounded() {
             .ends_with("421 4.7.0 Too much pipelined input, closing connection\r\n")
     );
     assert!(client.close_seen);
+}
+
+#[test]
+fn commands_pipelined_behind_a_refused_data_are_not_run() {
+    let mut client = Client::new();
+    let text = client.send(
+        "EHLO c\r\nMAIL FROM:<bob@example.org>\r\nRCPT TO:<unknown@alias.example>\r\nDATA\r\n\
+         RSET\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@alias.example>\r\n",
+    );
+    assert!(
+        text.ends_with("550 5.1.1 No such recipient here\r\n554 5.5.0 Synchronization error: input sent before the reply to DATA\r\n"),
+        "{text}"
+    );
+    assert!(client.close_seen);
+    assert_eq!(client.checked, ["unknown@alias.example"]);
+}
+
+#[test]
+fn input_fed_before_a_refused_data_reply_was_written_is_refused() {
+    let mut session = Session::new(config(), peer());
+    let _greeting = session.poll();
+    session.feed(b"EHLO c\r\nDATA\r\n");
+    session.feed(b"MAIL FROM:<bob@example.org>\r\n");
+    let mut text = Vec::new();
+    while let Some(event) = session.poll() {
+        if let Event::Write(bytes) = event {
+            text.extend_from_slice(&bytes);
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(!text.contains("503"), "{text}");
+    assert!(
+        text.ends_with("554 5.5.0 Synchronization error: input sent before the reply to DATA\r\n"),
+        "{text}"
+    );
+    assert!(session.is_closed());
 }

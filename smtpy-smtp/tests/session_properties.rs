@@ -181,7 +181,11 @@ fn stream(with_sync: bool) -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(192))]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn arbitrary_bytes_split_anywhere_give_the_same_outputs(
@@ -239,4 +243,14 @@ fn the_stream_vocabulary_reaches_deep_states() {
         out.iter()
             .any(|o| matches!(o, Out::Action(a) if a.starts_with("Message")))
     );
+}
+
+#[test]
+fn a_refused_data_is_a_synchronisation_point_too() {
+    // Found by the properties above: a read ending right after a refused
+    // DATA must not behave differently from input pipelined behind it.
+    let input = b"EHLO c.example\r\nDATA\r\nEHLO c.example\r\n";
+    let whole = run_unpolled(&[input]);
+    assert_eq!(whole, run_unpolled(&split(input, &[22])));
+    assert!(matches!(whole.last(), Some(Out::Action(a)) if a == "Close"));
 }

@@ -583,3 +583,9 @@ fn hostname_is_sanitised() {
     };
     assert_eq!(greeting, b"220 mx.example ESMTP ready\r\n");
 }
+
+#[test]
+fn a_session_can_move_between_threads() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Session>();
+}

@@ -247,12 +247,19 @@ async fn a_static_route_overrides_the_mx() {
         // The MX would refuse; the route wins.
         dns.add_mx("example.test", 10, "mx.example.test");
         dns.add_ip("mx.example.test", ip("127.0.0.3"));
-        let config =
-            mx_config(sink.port()).route("Example.Test", format!("127.0.0.1:{}", sink.port()));
+        let config = mx_config(sink.port())
+            .route("Example.Test", format!("127.0.0.1:{}", sink.port()))
+            // A table of routes; no DNS record at all for this one.
+            .routes(std::collections::HashMap::from([(
+                "other.test",
+                format!("[127.0.0.1]:{}", sink.port()),
+            )]));
         let mx = mx(config, dns);
-        let outcomes = mx.deliver(&envelope(&["bob@example.test"]), MESSAGE).await;
-        assert_eq!(classes(&outcomes), [Class::Delivered]);
-        assert_eq!(sink.messages().len(), 1);
+        let outcomes = mx
+            .deliver(&envelope(&["bob@example.test", "eve@other.test"]), MESSAGE)
+            .await;
+        assert_eq!(classes(&outcomes), [Class::Delivered, Class::Delivered]);
+        assert_eq!(sink.messages().len(), 2);
     })
     .await;
 }

@@ -119,19 +119,44 @@ pub(crate) fn ts_bytes(t: Timestamp) -> [u8; 8] {
     ((t.as_unix_millis() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// Soft-deleted alias index key: `deleted_at ‖ alias id`.
-pub(crate) fn deleted_key(at: Timestamp, id: Id) -> [u8; 24] {
+/// The timestamp [`ts_bytes`] encoded.
+pub(crate) fn ts_from_bytes(b: [u8; 8]) -> Timestamp {
+    Timestamp::from_unix_millis((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+}
+
+/// A time-then-id key (`at ‖ id`): sorts by time, ties by id.
+pub(crate) type TimeId = [u8; 24];
+
+/// `at ‖ id`, a [`TimeId`].
+pub(crate) fn time_id(at: Timestamp, id: Id) -> TimeId {
     let mut k = [0u8; 24];
     k[..8].copy_from_slice(&ts_bytes(at));
     k[8..].copy_from_slice(&id);
     k
 }
 
-/// The alias id of a [`deleted_key`].
-pub(crate) fn deleted_key_id(k: &[u8; 24]) -> Id {
+/// The id half of a [`TimeId`].
+pub(crate) fn time_id_id(k: &TimeId) -> Id {
     let mut id = [0u8; 16];
     id.copy_from_slice(&k[8..]);
     id
+}
+
+/// The time half of a [`TimeId`].
+pub(crate) fn time_id_at(k: &TimeId) -> Timestamp {
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&k[..8]);
+    ts_from_bytes(t)
+}
+
+/// Soft-deleted alias index key: `deleted_at ‖ alias id`.
+pub(crate) fn deleted_key(at: Timestamp, id: Id) -> TimeId {
+    time_id(at, id)
+}
+
+/// The alias id of a [`deleted_key`].
+pub(crate) fn deleted_key_id(k: &TimeId) -> Id {
+    time_id_id(k)
 }
 
 /// Session-by-user index key: `user ‖ session id hash`.
@@ -198,6 +223,10 @@ mod tests {
             let a = ts_bytes(Timestamp::from_unix_millis(w[0]));
             let b = ts_bytes(Timestamp::from_unix_millis(w[1]));
             assert!(a < b, "{} !< {}", w[0], w[1]);
+            let t = Timestamp::from_unix_millis(w[0]);
+            assert_eq!(ts_from_bytes(ts_bytes(t)), t);
+            let k = time_id(t, [7; 16]);
+            assert_eq!((time_id_at(&k), time_id_id(&k)), (t, [7; 16]));
         }
     }
 

@@ -100,6 +100,14 @@ pub(crate) enum Error {
     /// The blocking task running the transaction panicked or was cancelled.
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The group commit an enqueue was part of failed; every message of the
+    /// batch gets this, sharing the one cause.
+    #[error("the queue's group commit failed: {0}")]
+    Batch(#[source] std::sync::Arc<Error>),
+    /// The queue's committer thread is gone (it panicked, or the store is
+    /// shutting down).
+    #[error("the queue committer stopped")]
+    CommitterStopped,
 }
 
 macro_rules! from_redb {

@@ -70,6 +70,7 @@ mod codec;
 mod contacts;
 mod domains;
 mod error;
+mod queue;
 mod rules;
 mod schema;
 mod store;

@@ -1,6 +1,6 @@
 //! Tables, the schema version and its upgrade steps.
 //!
-//! # Layout (schema version 1)
+//! # Layout (schema version 2)
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
@@ -37,8 +37,23 @@
 //! | `audit_by_owner` | owner ‖ event id | — |
 //! | `usage` | kind ‖ subject id ‖ day | messages ‖ bytes |
 //! | `rate_limits` | key | TAT (unix ms) |
+//! | `queue` | message id | row: envelope, recipients, schedule (no body) |
+//! | `queue_bodies` | message id | body bytes, written once |
+//! | `queue_leases` | message id | lease token ‖ until |
+//! | `queue_due` | eligible_at ‖ message id (unheld only) | — |
+//! | `queue_held` | message id (held only) | — |
+//! | `queue_by_received` | received_at ‖ message id | — |
 //!
 //! Every index is written in the same write transaction as its row.
+//!
+//! The queue tables came with version 2 (see [`UPGRADES`]). A queued
+//! message's small, often rewritten state (`queue`, `queue_leases`) is
+//! apart from its body (`queue_bodies`), so recording an attempt never
+//! copies a 25 MB body. `queue_due` holds each unheld message once, at
+//! the instant it can next be leased: `max(next_attempt_at, lease until)`.
+//! Leasing moves the entry to the lease's end, so a lapsed lease is found
+//! by the same range scan as a due message, and leasing reads only the
+//! entries it takes.
 
 use std::cell::{RefCell, RefMut};
 
@@ -47,7 +62,7 @@ use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction}
 use crate::error::{Error, OpenError};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+pub(crate) const SCHEMA_VERSION: u64 = 2;
 
 /// Key of the schema version in [`META`].
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -139,6 +154,12 @@ tables! {
     audit_by_owner, AUDIT_BY_OWNER, "audit_by_owner": &'static [u8; 32] => ();
     usage, USAGE, "usage": &'static [u8; 21] => &'static [u8; 16];
     rate_limits, RATE_LIMITS, "rate_limits": &'static str => i64;
+    queue, QUEUE, "queue": &'static [u8; 16] => &'static [u8];
+    queue_bodies, QUEUE_BODIES, "queue_bodies": &'static [u8; 16] => &'static [u8];
+    queue_leases, QUEUE_LEASES, "queue_leases": &'static [u8; 16] => &'static [u8; 24];
+    queue_due, QUEUE_DUE, "queue_due": &'static [u8; 24] => ();
+    queue_held, QUEUE_HELD, "queue_held": &'static [u8; 16] => ();
+    queue_by_received, QUEUE_BY_RECEIVED, "queue_by_received": &'static [u8; 24] => ();
 }
 
 impl Tx<'_> {
@@ -169,10 +190,23 @@ pub(crate) struct UpgradeStep {
     pub(crate) apply: fn(&Tx<'_>) -> Result<(), Error>,
 }
 
-/// Every upgrade step, by `from` version. Version 1 is the first schema, so
-/// there are none yet; a step from 1 to 2 goes here with
-/// [`SCHEMA_VERSION`] raised to 2.
-pub(crate) const UPGRADES: &[UpgradeStep] = &[];
+/// Every upgrade step, by `from` version (version 1 is the first schema).
+pub(crate) const UPGRADES: &[UpgradeStep] = &[UpgradeStep {
+    from: 1,
+    description: "add the queue tables",
+    apply: add_queue_tables,
+}];
+
+/// 1 → 2: creates the (empty) queue tables.
+fn add_queue_tables(tx: &Tx<'_>) -> Result<(), Error> {
+    drop(tx.queue()?);
+    drop(tx.queue_bodies()?);
+    drop(tx.queue_leases()?);
+    drop(tx.queue_due()?);
+    drop(tx.queue_held()?);
+    drop(tx.queue_by_received()?);
+    Ok(())
+}
 
 /// What opening did to the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::codec::{Id, Pair, Record, decode, pair_bounds, second};
 use crate::error::{BACKEND, Error, OpenError};
+use crate::queue::Committer;
 use crate::schema::{self, META, Migration, SCHEMA_VERSION, Tx, UPGRADES, UpgradeStep};
 
 /// Default page cache size: 1 GiB, redb's own default.
@@ -113,8 +114,12 @@ impl RedbOptions {
                 return Err(e);
             }
         }
+        let db = Arc::new(db);
+        let committer = Committer::start(Arc::clone(&db))
+            .map_err(|e| OpenError::Storage(redb::Error::Io(e)))?;
         Ok(RedbStore {
-            db: Arc::new(db),
+            committer,
+            db,
             path: path.to_owned(),
             _temporary: None,
         })
@@ -158,8 +163,11 @@ impl Drop for TemporaryDir {
 /// (fsync before the method returns), so a method that returned `Ok`
 /// survives a crash.
 pub struct RedbStore {
-    // Declared first so the database closes before a temporary directory
-    // is removed (fields drop in order).
+    // Fields drop in order: the committer first (its drop commits what is
+    // still queued and joins the thread, which holds the other reference to
+    // the database), then the database, so it is closed before a temporary
+    // directory is removed.
+    committer: Committer,
     db: Arc<Database>,
     path: PathBuf,
     _temporary: Option<TemporaryDir>,
@@ -194,6 +202,21 @@ impl RedbStore {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The group committer of [`enqueue`](smtpy_core::store::QueueStore::enqueue).
+    pub(crate) fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    /// How many durable commits the queue's group committer has made, and
+    /// how many enqueued messages they stored, since the store was opened.
+    /// `messages / commits` is the mean batch size; each commit is one
+    /// fsync. For tests and benchmarks; not a stable API.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn enqueue_commit_counts(&self) -> (u64, u64) {
+        self.committer.counts()
     }
 
     /// The underlying database (tests poke at raw tables through it).

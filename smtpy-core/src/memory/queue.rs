@@ -79,7 +79,10 @@ impl QueueStore for MemoryStore {
         follow_ups: &[QueuedMessage],
     ) -> StoreResult<()> {
         self.write(|s| {
-            let e = s.queue.get(&message.id).ok_or(not_found("queued message"))?;
+            let e = s
+                .queue
+                .get(&message.id)
+                .ok_or(not_found("queued message"))?;
             if e.lease.map(|(t, _)| t) != Some(token) {
                 return Err(lease_lost());
             }

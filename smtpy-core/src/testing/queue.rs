@@ -12,9 +12,7 @@ use std::time::Duration;
 use super::expect;
 use super::fixtures::{self, T0, t, unique_address};
 use crate::ids::MessageId;
-use crate::model::{
-    MessageKind, QueuedMessage, QueuedRecipient, RecipientState, RemoteReply,
-};
+use crate::model::{MessageKind, QueuedMessage, QueuedRecipient, RecipientState, RemoteReply};
 use crate::store::{PageRequest, QueueStore};
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -82,8 +80,14 @@ pub async fn queue_enqueue_round_trip(store: &dyn QueueStore) {
     let stats = store.queue_stats().await.expect("stats");
     assert_eq!(stats.depth, 1);
     assert_eq!(stats.oldest_received_at, Some(T0));
-    let page = store.list_queue(PageRequest::first(10)).await.expect("list");
-    assert_eq!(page.items.iter().map(|x| x.id).collect::<Vec<_>>(), vec![m.id]);
+    let page = store
+        .list_queue(PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![m.id]
+    );
     expect::not_found(store.get_queued(MessageId::new()).await, "unknown message");
 }
 
@@ -101,20 +105,48 @@ pub async fn queue_lease_due_rules(store: &dyn QueueStore) {
         store.enqueue(m).await.expect("enqueue");
     }
     let got = store.lease_due(T0, LEASE, 1).await.expect("lease");
-    assert_eq!(got.iter().map(|l| l.message.id).collect::<Vec<_>>(), vec![first.id], "earliest due first");
+    assert_eq!(
+        got.iter().map(|l| l.message.id).collect::<Vec<_>>(),
+        vec![first.id],
+        "earliest due first"
+    );
     assert_eq!(got[0].until, T0.saturating_add(LEASE));
     let got = store.lease_due(T0, LEASE, 10).await.expect("lease");
-    assert_eq!(got.iter().map(|l| l.message.id).collect::<Vec<_>>(), vec![second.id], "not held, not later, not leased");
-    assert!(store.lease_due(t(59), LEASE, 10).await.expect("lease").is_empty(), "leases still hold");
+    assert_eq!(
+        got.iter().map(|l| l.message.id).collect::<Vec<_>>(),
+        vec![second.id],
+        "not held, not later, not leased"
+    );
+    assert!(
+        store
+            .lease_due(t(59), LEASE, 10)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "leases still hold"
+    );
     let again = store.lease_due(t(60), LEASE, 10).await.expect("lease");
     let ids: HashSet<MessageId> = again.iter().map(|l| l.message.id).collect();
-    assert_eq!(ids, HashSet::from([first.id, second.id]), "lapsed leases are taken again");
-    assert!(again.iter().all(|l| l.token != got[0].token), "a new lease has a new token");
+    assert_eq!(
+        ids,
+        HashSet::from([first.id, second.id]),
+        "lapsed leases are taken again"
+    );
+    assert!(
+        again.iter().all(|l| l.token != got[0].token),
+        "a new lease has a new token"
+    );
     store.set_held(held.id, false).await.expect("release hold");
     let got = store.lease_due(t(60), LEASE, 10).await.expect("lease");
-    assert_eq!(got.iter().map(|l| l.message.id).collect::<Vec<_>>(), vec![held.id]);
+    assert_eq!(
+        got.iter().map(|l| l.message.id).collect::<Vec<_>>(),
+        vec![held.id]
+    );
     let got = store.lease_due(t(100), LEASE, 10).await.expect("lease");
-    assert_eq!(got.iter().map(|l| l.message.id).collect::<Vec<_>>(), vec![later.id]);
+    assert_eq!(
+        got.iter().map(|l| l.message.id).collect::<Vec<_>>(),
+        vec![later.id]
+    );
 }
 
 /// A message whose recipients are all final leaves the queue; a partial
@@ -148,19 +180,39 @@ pub async fn queue_complete_attempt(store: &dyn QueueStore) {
         }
         // The body and envelope are never rewritten by an outcome.
         m.body = Arc::from(b"tampered".to_vec());
-        store.complete_attempt(l.token, &m, &[]).await.expect("complete");
+        store
+            .complete_attempt(l.token, &m, &[])
+            .await
+            .expect("complete");
     }
-    expect::not_found(store.get_queued(all.id).await, "a finished message leaves the queue");
+    expect::not_found(
+        store.get_queued(all.id).await,
+        "a finished message leaves the queue",
+    );
     let stored = store.get_queued(part.id).await.expect("still queued");
     assert_eq!(stored.body, part.body, "body unchanged");
     assert_eq!(stored.attempts, 1);
     assert_eq!(stored.next_attempt_at, t(120));
     assert_eq!(stored.recipients[0].state, delivered());
     assert_eq!(stored.recipients[1].state, RecipientState::Pending);
-    assert_eq!(stored.recipients[1].last_reply.as_ref().map(|r| r.code), Some(451));
-    assert!(store.lease_due(t(119), LEASE, 10).await.expect("lease").is_empty(), "not due yet");
+    assert_eq!(
+        stored.recipients[1].last_reply.as_ref().map(|r| r.code),
+        Some(451)
+    );
+    assert!(
+        store
+            .lease_due(t(119), LEASE, 10)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "not due yet"
+    );
     let got = store.lease_due(t(120), LEASE, 10).await.expect("lease");
-    assert_eq!(got.len(), 1, "the lease ended with the attempt and the message is due again");
+    assert_eq!(
+        got.len(),
+        1,
+        "the lease ended with the attempt and the message is due again"
+    );
     assert_eq!(store.queue_stats().await.expect("stats").depth, 1);
 }
 
@@ -168,13 +220,27 @@ pub async fn queue_complete_attempt(store: &dyn QueueStore) {
 pub async fn queue_stale_lease_is_conflict(store: &dyn QueueStore) {
     let m = new_message(1);
     store.enqueue(&m).await.expect("enqueue");
-    let a = store.lease_due(T0, LEASE, 1).await.expect("lease").remove(0);
-    let b = store.lease_due(t(61), LEASE, 1).await.expect("lease").remove(0);
+    let a = store
+        .lease_due(T0, LEASE, 1)
+        .await
+        .expect("lease")
+        .remove(0);
+    let b = store
+        .lease_due(t(61), LEASE, 1)
+        .await
+        .expect("lease")
+        .remove(0);
     let mut done = m.clone();
     done.recipients[0].state = delivered();
-    expect::conflict(store.complete_attempt(a.token, &done, &[]).await, "stale lease");
+    expect::conflict(
+        store.complete_attempt(a.token, &done, &[]).await,
+        "stale lease",
+    );
     assert!(store.get_queued(m.id).await.is_ok(), "nothing recorded");
-    store.complete_attempt(b.token, &done, &[]).await.expect("current lease");
+    store
+        .complete_attempt(b.token, &done, &[])
+        .await
+        .expect("current lease");
     expect::not_found(store.get_queued(m.id).await, "done");
     expect::not_found(store.complete_attempt(b.token, &done, &[]).await, "gone");
 }
@@ -205,13 +271,21 @@ pub async fn queue_follow_ups_are_atomic(store: &dyn QueueStore) {
     let mut clash = dsn.clone();
     clash.id = other.id;
     expect::already_exists(
-        store.complete_attempt(l.token, &failed, &[dsn.clone(), clash]).await,
+        store
+            .complete_attempt(l.token, &failed, &[dsn.clone(), clash])
+            .await,
         "follow-up id taken",
     );
     assert!(store.get_queued(m.id).await.is_ok(), "outcome not recorded");
     expect::not_found(store.get_queued(dsn.id).await, "follow-up not enqueued");
-    store.complete_attempt(l.token, &failed, &[dsn.clone()]).await.expect("complete");
-    expect::not_found(store.get_queued(m.id).await, "failed for good: left the queue");
+    store
+        .complete_attempt(l.token, &failed, &[dsn.clone()])
+        .await
+        .expect("complete");
+    expect::not_found(
+        store.get_queued(m.id).await,
+        "failed for good: left the queue",
+    );
     assert_eq!(store.get_queued(dsn.id).await.expect("dsn queued"), dsn);
 }
 
@@ -223,7 +297,8 @@ pub async fn queue_concurrent_leases_are_exclusive(store: &dyn QueueStore) {
         ids.insert(m.id);
         store.enqueue(&m).await.expect("enqueue");
     }
-    let batches = fixtures::concurrently(4, |_| async { store.lease_due(T0, LEASE, 10).await }).await;
+    let batches =
+        fixtures::concurrently(4, |_| async { store.lease_due(T0, LEASE, 10).await }).await;
     let mut seen = Vec::new();
     for b in batches {
         seen.extend(b.expect("lease").into_iter().map(|l| l.message.id));
@@ -238,16 +313,37 @@ pub async fn queue_concurrent_leases_are_exclusive(store: &dyn QueueStore) {
 pub async fn queue_release_lease(store: &dyn QueueStore) {
     let m = new_message(1);
     store.enqueue(&m).await.expect("enqueue");
-    let l = store.lease_due(T0, LEASE, 1).await.expect("lease").remove(0);
+    let l = store
+        .lease_due(T0, LEASE, 1)
+        .await
+        .expect("lease")
+        .remove(0);
     store
         .release_lease(crate::model::LeaseToken::new(), m.id)
         .await
         .expect("wrong token is a no-op");
-    assert!(store.lease_due(T0, LEASE, 1).await.expect("lease").is_empty(), "still leased");
+    assert!(
+        store
+            .lease_due(T0, LEASE, 1)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "still leased"
+    );
     store.release_lease(l.token, m.id).await.expect("release");
-    store.release_lease(l.token, m.id).await.expect("release twice");
-    assert_eq!(store.lease_due(T0, LEASE, 1).await.expect("lease").len(), 1, "due again");
-    store.release_lease(l.token, MessageId::new()).await.expect("unknown id is Ok");
+    store
+        .release_lease(l.token, m.id)
+        .await
+        .expect("release twice");
+    assert_eq!(
+        store.lease_due(T0, LEASE, 1).await.expect("lease").len(),
+        1,
+        "due again"
+    );
+    store
+        .release_lease(l.token, MessageId::new())
+        .await
+        .expect("unknown id is Ok");
 }
 
 /// Operator actions: hold, retry now, delete; stats follow.
@@ -258,15 +354,32 @@ pub async fn queue_operator_actions(store: &dyn QueueStore) {
     store.set_held(m.id, true).await.expect("hold");
     assert_eq!(store.queue_stats().await.expect("stats").held, 1);
     store.retry_now(m.id, T0).await.expect("retry now");
-    assert!(store.lease_due(T0, LEASE, 10).await.expect("lease").is_empty(), "held");
+    assert!(
+        store
+            .lease_due(T0, LEASE, 10)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "held"
+    );
     store.set_held(m.id, false).await.expect("unhold");
-    assert_eq!(store.get_queued(m.id).await.expect("get").next_attempt_at, T0);
-    assert_eq!(store.lease_due(T0, LEASE, 10).await.expect("lease").len(), 1, "retry now made it due");
+    assert_eq!(
+        store.get_queued(m.id).await.expect("get").next_attempt_at,
+        T0
+    );
+    assert_eq!(
+        store.lease_due(T0, LEASE, 10).await.expect("lease").len(),
+        1,
+        "retry now made it due"
+    );
     store.delete_queued(m.id).await.expect("delete");
     expect::not_found(store.get_queued(m.id).await, "deleted");
     expect::not_found(store.delete_queued(m.id).await, "delete twice");
     expect::not_found(store.set_held(m.id, true).await, "hold missing");
     expect::not_found(store.retry_now(m.id, T0).await, "retry missing");
     let stats = store.queue_stats().await.expect("stats");
-    assert_eq!((stats.depth, stats.held, stats.oldest_received_at), (0, 0, None));
+    assert_eq!(
+        (stats.depth, stats.held, stats.oldest_received_at),
+        (0, 0, None)
+    );
 }

@@ -111,6 +111,9 @@ mod tests {
         let s = RetrySchedule::new(vec![Duration::from_secs(2), Duration::ZERO]);
         assert_eq!(s.delay_after(1), Duration::from_secs(2));
         assert_eq!(s.delay_after(2), Duration::from_secs(1));
-        assert_eq!(RetrySchedule::new(vec![]).delay_after(3), Duration::from_secs(120));
+        assert_eq!(
+            RetrySchedule::new(vec![]).delay_after(3),
+            Duration::from_secs(120)
+        );
     }
 }

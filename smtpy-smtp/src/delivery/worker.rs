@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use smtpy_core::StoreError;
-use smtpy_core::store::QueueStore;
 use smtpy_core::dsn::{self, DsnAction, DsnRecipient, DsnRequest};
 use smtpy_core::ids::MessageId;
 use smtpy_core::model::{Leased, MessageKind, QueuedMessage, QueuedRecipient, RecipientState};
+use smtpy_core::store::QueueStore;
 use smtpy_core::time::{Clock, Timestamp};
 use smtpy_core::transport::{Envelope, Transport};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -198,7 +198,12 @@ impl Inner {
     }
 
     /// The DSN for recipients that failed in this attempt, if one is due.
-    fn dsn(&self, message: &QueuedMessage, failed: &[usize], now: Timestamp) -> Option<QueuedMessage> {
+    fn dsn(
+        &self,
+        message: &QueuedMessage,
+        failed: &[usize],
+        now: Timestamp,
+    ) -> Option<QueuedMessage> {
         if failed.is_empty() || !dsn::dsn_allowed(message.original_sender.as_ref(), message.kind) {
             return None;
         }

@@ -36,7 +36,11 @@ pub struct Acceptor {
 /// `554 5.4.6`: a mail loop (too many `Received:` or our own marker).
 const LOOP: Reply = Reply::new(554, (5, 4, 6), "Mail loop detected");
 /// `451 4.3.0`: the queue could not make the message durable.
-const QUEUE_FAILED: Reply = Reply::new(451, (4, 3, 0), "Cannot queue the message now, try again later");
+const QUEUE_FAILED: Reply = Reply::new(
+    451,
+    (4, 3, 0),
+    "Cannot queue the message now, try again later",
+);
 
 impl Acceptor {
     /// An acceptor routing through `store` and queueing into `queue` (often
@@ -154,8 +158,7 @@ impl Acceptor {
             let alias = match for_alias {
                 Some(a) => a,
                 None => {
-                    fallback = EmailAddress::parse(&format!("postmaster@{}", self.hostname))
-                        .ok();
+                    fallback = EmailAddress::parse(&format!("postmaster@{}", self.hostname)).ok();
                     match &fallback {
                         Some(a) => a,
                         None => return Vec::new(),
@@ -198,24 +201,34 @@ impl Acceptor {
             ));
         }
         if !bounces.is_empty() {
-            let bounce_id = if messages.is_empty() { id } else { MessageId::new() };
-            messages.push(self.message(
-                bounce_id,
-                MessageKind::BounceRelay,
-                None,
-                None,
-                forward::prepend_headers(&body, &received(None)),
-                forward::dedup_recipients(bounces)
-                    .into_iter()
-                    .map(QueuedRecipient::new)
-                    .collect(),
-                None,
-                correlation_id,
-                false,
-            ));
+            let bounce_id = if messages.is_empty() {
+                id
+            } else {
+                MessageId::new()
+            };
+            messages.push(
+                self.message(
+                    bounce_id,
+                    MessageKind::BounceRelay,
+                    None,
+                    None,
+                    forward::prepend_headers(&body, &received(None)),
+                    forward::dedup_recipients(bounces)
+                        .into_iter()
+                        .map(QueuedRecipient::new)
+                        .collect(),
+                    None,
+                    correlation_id,
+                    false,
+                ),
+            );
         }
         if postmaster {
-            let pm_id = if messages.is_empty() { id } else { MessageId::new() };
+            let pm_id = if messages.is_empty() {
+                id
+            } else {
+                MessageId::new()
+            };
             let (to, held) = match &self.postmaster {
                 Some(a) => (a.clone(), false),
                 None => match EmailAddress::parse(&format!("postmaster@{}", self.hostname)) {

@@ -101,18 +101,23 @@ pub(crate) async fn serve(
                 Event::Action(Action::Message { envelope, body }) => {
                     message_seq += 1;
                     let id = format!("{correlation}.{message_seq}");
-                    let reply = acceptor.accept(&envelope, &routes, body, peer.ip(), &id).await;
+                    let reply = acceptor
+                        .accept(&envelope, &routes, body, peer.ip(), &id)
+                        .await;
                     tracing::info!(correlation = %id, peer = %peer.ip(), recipients = envelope.recipients.len(), reply = %reply, "message");
                     routes.clear();
                     session.message_result(reply);
                 }
                 Event::Action(Action::StartTls) => {
-                    let Some(s) = stream.as_mut() else { break 'conn };
+                    let Some(s) = stream.as_mut() else {
+                        break 'conn;
+                    };
                     if s.write_all(&out).await.is_err() {
                         break 'conn;
                     }
                     out.clear();
-                    let (Some(Stream::Plain(tcp)), Some(tls)) = (stream.take(), tls.as_ref()) else {
+                    let (Some(Stream::Plain(tcp)), Some(tls)) = (stream.take(), tls.as_ref())
+                    else {
                         break 'conn;
                     };
                     match tokio::time::timeout(limits.command, tls.accept(tcp)).await {

@@ -157,6 +157,9 @@ mod tests {
         assert_eq!(a.admit(ip(1), t0).err(), Some(Refused::TooFast));
         assert!(a.admit(ip(2), t0).is_ok(), "other addresses unaffected");
         let later = Timestamp::from_unix_secs(101);
-        assert!(a.admit(ip(1), later).is_ok(), "allowed again after the interval");
+        assert!(
+            a.admit(ip(1), later).is_ok(),
+            "allowed again after the interval"
+        );
     }
 }

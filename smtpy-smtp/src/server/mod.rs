@@ -141,7 +141,11 @@ impl SmtpServer {
 }
 
 /// Greets with a refusal and closes.
-fn refuse(mut tcp: tokio::net::TcpStream, hostname: &str, reply: &'static str) -> impl Future<Output = ()> + Send + 'static {
+fn refuse(
+    mut tcp: tokio::net::TcpStream,
+    hostname: &str,
+    reply: &'static str,
+) -> impl Future<Output = ()> + Send + 'static {
     let _ = hostname;
     let line = format!("{reply}\r\n");
     async move {

@@ -35,7 +35,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn acceptor(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<TlsAcceptor, TlsError> {
+fn acceptor(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<TlsAcceptor, TlsError> {
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -63,7 +66,10 @@ pub fn from_pem_files(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, 
             source,
         })?;
     if certs.is_empty() {
-        return Err(TlsError::Missing(format!("no certificate in {}", cert_file.display())));
+        return Err(TlsError::Missing(format!(
+            "no certificate in {}",
+            cert_file.display()
+        )));
     }
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|source| TlsError::Read {

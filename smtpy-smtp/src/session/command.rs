@@ -15,7 +15,7 @@ use super::data::{Body, DotState};
 use super::event::{Action, BodyType, Envelope, ForwardPath, MailParams};
 use super::{
     BdatChunk, BdatProgress, ChunkFate, ChunkRefusal, Helo, Pending, Phase, Session, SyncKind,
-    Transaction, path, replies,
+    SyncPoint, Transaction, path, replies,
 };
 
 impl Session {
@@ -266,30 +266,43 @@ impl Session {
             self.close();
             return;
         }
+        // Accepted or not, the reply to DATA is a synchronisation point.
+        let mark = self.write_buf.len();
+        match self.open_data(content) {
+            Ok(()) => self.write_buf.extend_from_slice(replies::START_DATA),
+            Err((reply, true)) => self.protocol_error(&reply),
+            Err((reply, false)) => self.reply(&reply),
+        }
+        if !self.closed {
+            self.sync = Some(SyncPoint {
+                mark,
+                kind: SyncKind::Data,
+            });
+        }
+    }
+
+    /// Checks DATA and enters the content phase, or says why not (and
+    /// whether that is a protocol error).
+    fn open_data(&mut self, content: &[u8]) -> Result<(), (Reply, bool)> {
         if has_arguments(content) {
-            self.protocol_error(&replies::NO_ARGUMENTS);
-            return;
+            return Err((replies::NO_ARGUMENTS, true));
         }
         if self.helo.is_none() {
-            self.protocol_error(&replies::NEED_HELO);
-            return;
+            return Err((replies::NEED_HELO, true));
         }
         let max_size = self.config.max_message_size;
         let Some(txn) = self.txn.as_mut() else {
-            self.protocol_error(&replies::NEED_MAIL);
-            return;
+            return Err((replies::NEED_MAIL, true));
         };
         if txn.bdat.is_some() {
-            self.protocol_error(&replies::DATA_AFTER_BDAT);
-            return;
+            return Err((replies::DATA_AFTER_BDAT, true));
         }
         if txn.envelope.recipients.is_empty() {
-            self.reply(&replies::NO_VALID_RECIPIENTS);
-            return;
+            return Err((replies::NO_VALID_RECIPIENTS, false));
         }
         txn.body = Some(Body::new(max_size, txn.envelope.params.size));
         self.phase = Phase::Data(DotState::START);
-        self.reply_sync(replies::START_DATA, SyncKind::Data);
+        Ok(())
     }
 
     fn bdat(&mut self, size: usize, last: bool) {

@@ -32,8 +32,8 @@
 //!                 queue.push(body); // a real driver makes it durable first
 //!                 session.message_result(Reply::new(250, (2, 0, 0), "Queued"));
 //!             }
-//!             Event::Action(Action::Close) => {} // a real driver closes the socket
-//!             Event::Action(_) => {}
+//!             // Close: a real driver writes what it polled and closes the socket.
+//!             _ => {}
 //!         }
 //!     }
 //! }
@@ -92,11 +92,13 @@
 //!   test for this, a driver waits
 //!   [`TimeLimits::greeting_delay`] before polling the greeting, feeding
 //!   whatever arrives meanwhile.
-//! * **DATA**: content must not be sent before the `354`. If input follows
-//!   the `DATA` line in the buffer when the session decides on `DATA`, or
-//!   is fed before the `354` was polled, the client is answered
-//!   `554 5.5.0` instead of the `354` and the session closes. Whatever the
-//!   client sent is never read as commands.
+//! * **DATA** ends a pipelined group (RFC 2920 §3.1): content must not be
+//!   sent before the `354`, nor commands before a refusal of DATA. If input
+//!   follows the `DATA` line in the buffer when the session decides on
+//!   `DATA` (which it does only once every earlier `RCPT` is answered), or
+//!   is fed before the reply to `DATA` was polled, the client is answered
+//!   `554 5.5.0` instead and the session closes. Whatever the client sent
+//!   blind is never read, neither as content nor as commands.
 //! * **STARTTLS**: everything after the `STARTTLS` line — buffered or fed
 //!   before [`tls_established`](Session::tls_established) — is plaintext
 //!   injected ahead of the handshake (CVE-2011-0411) and is discarded. After
@@ -112,8 +114,17 @@
 //! STARTTLS. Every reply carries an enhanced status code except the
 //! greeting, the EHLO/HELO replies and the 354 (RFC 2034 §3 excludes them).
 //! Command lines end with CR LF or a bare LF; a CR elsewhere in a command
-//! line is refused (`500 5.5.2`). See [`SessionConfig`] for the limits,
-//! [`data`](self#message-content) below for the content.
+//! line is refused (`500 5.5.2`). Commands smtpy does not offer (AUTH,
+//! EXPN, ETRN, …) get `502 5.5.1`, unknown ones `500 5.5.2`, bad syntax
+//! `501 5.5.4`, parameters smtpy does not offer (DSN's `RET=`, `NOTIFY=`, …,
+//! `BODY=BINARYMIME`) `555 5.5.4`, and commands out of sequence `503 5.5.1`.
+//! A reverse path that is not a valid address gets `553 5.1.7`, a forward
+//! path `553 5.1.3` (the driver is not asked), a non-ASCII one without
+//! `SMTPUTF8` `553 5.6.7`. `<postmaster>` without a domain is accepted by
+//! the session itself and listed as [`ForwardPath::Postmaster`]. A `BDAT`
+//! whose size cannot be parsed closes the session (`501 5.5.4`): its chunk
+//! could not be skipped, and must not be read as commands; a well-formed
+//! `BDAT` that is refused still has its octets consumed.
 //!
 //! # Message content
 //!
@@ -138,6 +149,8 @@ mod command;
 mod config;
 mod data;
 mod event;
+mod input;
+mod output;
 mod path;
 mod replies;
 
@@ -265,21 +278,6 @@ enum SyncKind {
     Data,
 }
 
-/// How far one processing step got.
-struct Step {
-    used: usize,
-    go_on: bool,
-}
-
-impl Step {
-    fn go(used: usize) -> Self {
-        Self { used, go_on: true }
-    }
-    fn wait(used: usize) -> Self {
-        Self { used, go_on: false }
-    }
-}
-
 impl Session {
     /// A new session; the `220` greeting is the first event to poll.
     #[must_use]
@@ -315,6 +313,12 @@ impl Session {
 
     /// Input from the client. Processes as much as it can right away; the
     /// results are available from [`poll`](Self::poll).
+    ///
+    /// Input is ignored once the session is closed and discarded while a
+    /// STARTTLS handshake is pending. Input fed while the greeting or the
+    /// reply to DATA has not been polled yet breaks pipelining
+    /// synchronisation: that reply is taken back and replaced by
+    /// `554 5.5.0`, and the session closes (see the module documentation).
     pub fn feed(&mut self, bytes: &[u8]) {
         if bytes.is_empty() || self.closed {
             return;
@@ -515,188 +519,6 @@ impl Session {
     #[must_use]
     pub fn config(&self) -> &SessionConfig {
         &self.config
-    }
-
-    // -----------------------------------------------------------------------
-    // Input processing
-
-    /// Processes the buffered input after an answer from the driver.
-    fn resume(&mut self) {
-        if self.input.is_empty() {
-            return;
-        }
-        let mut buffered = std::mem::take(&mut self.input);
-        let used = self.run(&buffered);
-        if self.closed {
-            return;
-        }
-        buffered.drain(..used.min(buffered.len()));
-        self.input = buffered;
-    }
-
-    /// Processes `input` until it is exhausted or the session must wait for
-    /// the driver. Returns how many bytes were consumed (all of them when the
-    /// rest is to be discarded).
-    fn run(&mut self, input: &[u8]) -> usize {
-        let mut pos = 0;
-        while !self.closed && self.pending.is_none() {
-            let rest = input.get(pos..).unwrap_or_default();
-            let step = match self.phase {
-                Phase::Command => self.step_command(rest),
-                Phase::Data(state) => self.step_data(state, rest),
-                Phase::Bdat(chunk) => self.step_bdat(chunk, rest),
-            };
-            pos += step.used;
-            if !step.go_on {
-                break;
-            }
-        }
-        if self.closed || matches!(self.pending, Some(Pending::Tls)) {
-            input.len()
-        } else {
-            pos.min(input.len())
-        }
-    }
-
-    /// Frames one command line (or skips an over-long one).
-    fn step_command(&mut self, rest: &[u8]) -> Step {
-        if rest.is_empty() {
-            return Step::wait(0);
-        }
-        if self.discarding_line {
-            return match rest.iter().position(|&b| b == b'\n') {
-                Some(at) => {
-                    self.discarding_line = false;
-                    Step::go(at + 1)
-                }
-                None => Step::wait(rest.len()),
-            };
-        }
-        let window = rest.get(..self.max_line).unwrap_or(rest);
-        match window.iter().position(|&b| b == b'\n') {
-            Some(at) => {
-                let (line, after) = rest.split_at(at + 1);
-                self.handle_line(line, !after.is_empty());
-                Step::go(at + 1)
-            }
-            None if window.len() >= self.max_line => {
-                self.discarding_line = true;
-                self.protocol_error(&replies::LINE_TOO_LONG);
-                Step::go(window.len())
-            }
-            None => Step::wait(0),
-        }
-    }
-
-    fn step_data(&mut self, mut state: DotState, rest: &[u8]) -> Step {
-        let Some(body) = self.txn.as_mut().and_then(|txn| txn.body.as_mut()) else {
-            self.phase = Phase::Command;
-            return Step::go(0);
-        };
-        let (used, done) = data::read_dot(&mut state, rest, body);
-        if done {
-            self.phase = Phase::Command;
-            self.finish_message();
-            Step::go(used)
-        } else {
-            self.phase = Phase::Data(state);
-            Step::wait(used)
-        }
-    }
-
-    fn step_bdat(&mut self, mut chunk: BdatChunk, rest: &[u8]) -> Step {
-        let take = chunk.remaining.min(rest.len());
-        let (content, _) = rest.split_at(take);
-        if chunk.fate == ChunkFate::Keep
-            && let Some(txn) = self.txn.as_mut()
-            && let (Some(body), Some(bdat)) = (txn.body.as_mut(), txn.bdat.as_mut())
-        {
-            bdat.normalizer.push(content, body);
-        }
-        chunk.remaining -= take;
-        if chunk.remaining == 0 {
-            self.phase = Phase::Command;
-            self.finish_chunk(chunk);
-            Step::go(take)
-        } else {
-            self.phase = Phase::Bdat(chunk);
-            Step::wait(take)
-        }
-    }
-
-    // -----------------------------------------------------------------------
-    // Output
-
-    /// Queues a reply.
-    fn reply(&mut self, reply: &Reply) {
-        self.sync = None;
-        replies::encode(reply, &mut self.write_buf);
-    }
-
-    /// Queues a reply the client must read before sending more.
-    fn reply_sync(&mut self, bytes: &[u8], kind: SyncKind) {
-        let mark = self.write_buf.len();
-        self.write_buf.extend_from_slice(bytes);
-        self.sync = Some(SyncPoint { mark, kind });
-    }
-
-    /// Queues a reply that counts as a protocol error; past the limit the
-    /// session answers `421 4.7.0` instead and closes.
-    fn protocol_error(&mut self, reply: &Reply) {
-        self.errors += 1;
-        if self.errors > self.config.max_errors {
-            tracing::debug!(peer = %self.peer.ip, errors = self.errors, "too many errors");
-            self.reply(&replies::TOO_MANY_ERRORS);
-            self.close();
-        } else {
-            self.reply(reply);
-        }
-    }
-
-    /// Queues an action after the replies so far.
-    fn push_action(&mut self, action: Action) {
-        self.sync = None;
-        if !self.write_buf.is_empty() {
-            self.out
-                .push_back(Event::Write(std::mem::take(&mut self.write_buf)));
-        }
-        self.out.push_back(Event::Action(action));
-    }
-
-    /// Ends the session: [`Action::Close`] after the queued replies.
-    fn close(&mut self) {
-        self.push_action(Action::Close);
-        self.closed = true;
-        self.pending = None;
-        self.txn = None;
-        self.phase = Phase::Command;
-        self.input = Vec::new();
-    }
-
-    /// The client sent input before it could have read a synchronising
-    /// reply: take that reply back, refuse, close.
-    fn sync_violation(&mut self) {
-        let Some(sync) = self.sync.take() else {
-            return;
-        };
-        self.write_buf.truncate(sync.mark);
-        let reply = match sync.kind {
-            SyncKind::Greeting => &replies::EARLY_TALKER,
-            SyncKind::Data => &replies::DATA_SYNC_ERROR,
-        };
-        tracing::debug!(peer = %self.peer.ip, kind = ?sync.kind, "pipelining synchronisation violated");
-        self.reply(reply);
-        self.close();
-    }
-
-    /// Takes the pending answer if it is the expected kind.
-    fn take_pending(&mut self, expected: Awaiting) -> Option<Pending> {
-        if self.awaiting() == Some(expected) {
-            self.pending.take()
-        } else {
-            tracing::warn!(?expected, awaiting = ?self.awaiting(), "unexpected driver answer ignored");
-            None
-        }
     }
 }
 

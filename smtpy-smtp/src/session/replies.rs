@@ -80,7 +80,7 @@ pub(crate) const EARLY_TALKER: Reply = Reply::new(
 pub(crate) const DATA_SYNC_ERROR: Reply = Reply::new(
     554,
     (5, 5, 0),
-    "Synchronization error: message content sent before the 354 reply",
+    "Synchronization error: input sent before the reply to DATA",
 );
 pub(crate) const COMMAND_TIMEOUT: Reply =
     Reply::new(421, (4, 4, 2), "Timeout exceeded, closing connection");

@@ -60,6 +60,7 @@ mod mx;
 mod pool;
 mod relay;
 mod tls;
+mod transaction;
 mod wire;
 
 pub mod testing;

@@ -11,11 +11,12 @@ use smtpy_core::address::{DomainName, EmailAddress};
 use smtpy_core::dns::{Dns, DnsError, MxRecord};
 use smtpy_core::transport::{DeliveryOutcome, Envelope, Transport};
 
-use super::client::{SessionSetup, Transaction};
+use super::client::SessionSetup;
 use super::config::{Timeouts, TlsMode, TlsTrust, TransportBuildError, check_wire_name};
 use super::join_all;
 use super::pool::{Pool, PoolConfig};
 use super::tls::TlsConnectors;
+use super::transaction::Transaction;
 use super::wire::local_reply;
 
 /// Configuration of an [`MxDelivery`]; a consuming builder.
@@ -116,6 +117,19 @@ impl MxConfig {
     #[must_use]
     pub fn route(mut self, domain: impl Into<String>, target: impl Into<String>) -> Self {
         self.routes.push((domain.into(), target.into()));
+        self
+    }
+
+    /// Adds every `(domain, target)` of `routes` (e.g. the reference
+    /// server's `[delivery] routes` table), as [`route`](Self::route).
+    #[must_use]
+    pub fn routes<D, T>(mut self, routes: impl IntoIterator<Item = (D, T)>) -> Self
+    where
+        D: Into<String>,
+        T: Into<String>,
+    {
+        self.routes
+            .extend(routes.into_iter().map(|(d, t)| (d.into(), t.into())));
         self
     }
 

@@ -1,27 +1,5 @@
-//! Per-destination concurrency limit and connection reuse.
-//!
-//! A *destination* is one next-hop server name and port (`smtp.example:587`,
-//! `mx1.example.org:25`). For each destination, per transport:
-//!
-//! * **At most `max_connections_per_destination` transactions run at
-//!   once** (a semaphore); further deliveries wait for a slot, in FIFO
-//!   order. A new connection is opened only by a slot holder that found no
-//!   idle connection, so the open connections to a destination (idle ones
-//!   included) never exceed the limit either, apart from ones being closed.
-//! * **Idle connections are reused.** After a transaction that left the
-//!   session in step (every command answered, no 421), the connection is
-//!   kept idle, at most `max_idle_per_destination` of them, for
-//!   `idle_timeout`; then it is sent QUIT and closed. The next delivery to
-//!   the destination takes the most recently used idle connection and
-//!   sends RSET first; a connection that does not answer RSET with 2xx is
-//!   discarded and the next idle one (or a new connection) is used. A
-//!   connection that carried `max_messages_per_connection` messages is
-//!   closed instead of kept.
-//! * Any I/O error, timeout, unparseable or out-of-sequence reply, or 421
-//!   discards the connection.
-//!
-//! The limit is per transport instance and per process: two transports, or
-//! two processes, each have their own.
+//! Per-destination concurrency limit and connection reuse; the
+//! guarantees are documented on [`PoolConfig`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,14 +10,41 @@ use std::time::{Duration, Instant};
 use smtpy_core::transport::DeliveryOutcome;
 use tokio::sync::Semaphore;
 
-use super::client::{self, Connection, SessionError, SessionSetup, Transaction};
+use super::client::{self, Connection, SessionError, SessionSetup};
+use super::transaction::Transaction;
 
 /// Destinations kept without idle connections or waiters are forgotten once
 /// there are more than this many.
 const PRUNE_ABOVE: usize = 1024;
 
-/// Concurrency and connection reuse per destination (see the `pool`
-/// module docs in the source for the guarantees).
+/// Concurrency and connection reuse per destination.
+///
+/// A *destination* is one next-hop server name and port (`smtp.example:587`,
+/// `mx1.example.org:25`). For each destination, per transport:
+///
+/// * **At most `max_connections_per_destination` transactions run at
+///   once** (a semaphore); further deliveries wait for a slot, in FIFO
+///   order. A new connection is opened only by a slot holder that found no
+///   idle connection, so the open connections to a destination (idle ones
+///   included) never exceed the limit either, apart from ones being closed.
+/// * **Idle connections are reused.** After a transaction that left the
+///   session in step (every command answered, no 421), the connection is
+///   kept idle, at most `max_idle_per_destination` of them, for
+///   `idle_timeout`; then it is sent QUIT and closed. The next delivery to
+///   the destination takes the most recently used idle connection and
+///   sends RSET first; a connection that does not answer RSET with 2xx is
+///   discarded and the next idle one (or a new connection) is used. A
+///   connection that carried `max_messages_per_connection` messages is
+///   closed instead of kept.
+/// * Any I/O error, timeout, unparseable or out-of-sequence reply, or 421
+///   discards the connection.
+///
+/// * Waiting for a slot has no timeout of its own: it is bounded by the
+///   deliveries ahead, each bounded by its [`Timeouts`](super::Timeouts).
+///   An MX delivery holds a slot of one exchanger at a time.
+///
+/// The limit is per transport instance and per process: two transports, or
+/// two processes, each have their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     pub(crate) max_connections: usize,

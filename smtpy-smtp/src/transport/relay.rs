@@ -9,10 +9,11 @@ use rustls::pki_types::ServerName;
 use smtpy_core::address::EmailAddress;
 use smtpy_core::transport::{DeliveryOutcome, Envelope, Transport};
 
-use super::client::{FailureKind, SessionError, SessionSetup, Transaction};
+use super::client::{FailureKind, SessionError, SessionSetup};
 use super::config::{Timeouts, TlsMode, TlsTrust, TransportBuildError, check_wire_name};
 use super::pool::{Pool, PoolConfig};
 use super::tls::TlsConnectors;
+use super::transaction::Transaction;
 
 /// User name and password for the smarthost (AUTH PLAIN, or LOGIN when
 /// PLAIN is not offered). `Debug` shows the user name only; the password is

@@ -1,0 +1,166 @@
+//! `server admin …`: seed the store from the command line.
+
+use clap::Subcommand;
+use smtpy::core::address::{DomainName, EmailAddress};
+use smtpy::core::model::{Alias, Domain, Mailbox, Role, User};
+use smtpy::core::store::Access;
+use smtpy::core::time::{Clock, SystemClock};
+use smtpy::core::{Store, StoreError};
+
+use crate::config::Config;
+use crate::run::{Failure, open_store};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Hosted domains.
+    Domain {
+        #[command(subcommand)]
+        action: DomainAction,
+    },
+    /// Aliases.
+    Alias {
+        #[command(subcommand)]
+        action: AliasAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainAction {
+    /// Host a domain (verified at once: the operator controls it).
+    Add {
+        /// The domain, e.g. alias.example.
+        domain: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasAction {
+    /// Create an alias forwarding to one or more mailboxes (created verified).
+    Add {
+        /// The alias address, on a hosted domain.
+        address: String,
+        /// A real mailbox to forward to (repeat for several).
+        #[arg(long = "mailbox", required = true)]
+        mailboxes: Vec<String>,
+    },
+    /// Disable an alias: mail to it is refused with 550 5.1.1.
+    Disable {
+        /// The alias address.
+        address: String,
+    },
+}
+
+fn usage(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::Usage(format!("{what}: {e}"))
+}
+
+fn store_err(e: StoreError) -> Failure {
+    Failure::Runtime(e.to_string())
+}
+
+/// The account the operator's commands act as: an admin with no password
+/// (it cannot sign in; it only owns what the operator seeds).
+async fn operator(store: &dyn Store, config: &Config) -> Result<User, Failure> {
+    let email = EmailAddress::parse(&format!("operator@{}", config.hostname))
+        .map_err(|e| usage("hostname", e))?;
+    if let Some(u) = store.find_user_by_email(&email).await.map_err(store_err)? {
+        return Ok(u);
+    }
+    let user = User::new(email.clone(), Role::Admin, SystemClock.now());
+    match store.create_user(&user).await {
+        Ok(()) => Ok(user),
+        Err(StoreError::AlreadyExists { .. }) => store
+            .find_user_by_email(&email)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| Failure::Runtime("operator account vanished".into())),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> {
+    let (store, _queue) = open_store(config).await?;
+    let now = SystemClock.now();
+    match command {
+        AdminCommand::Domain {
+            action: DomainAction::Add { domain },
+        } => {
+            let name = DomainName::parse(&domain).map_err(|e| usage(&domain, e))?;
+            let owner = operator(&*store, config).await?;
+            let mut d = Domain::new(name.clone(), owner.id, String::new(), now);
+            d.verified_at = Some(now);
+            match store.create_domain(&d).await {
+                Ok(()) => println!("domain {name} added"),
+                Err(StoreError::AlreadyExists { .. }) => println!("domain {name} already hosted"),
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        AdminCommand::Alias {
+            action: AliasAction::Add { address, mailboxes },
+        } => {
+            let address = EmailAddress::parse(&address).map_err(|e| usage(&address, e))?;
+            let domain = store
+                .find_domain_by_name(address.domain())
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "{} is not hosted; add it first: server admin domain add {}",
+                        address.domain(),
+                        address.domain()
+                    ))
+                })?;
+            let owned = store
+                .list_mailboxes(domain.owner)
+                .await
+                .map_err(store_err)?;
+            let mut ids = Vec::new();
+            for m in &mailboxes {
+                let m = EmailAddress::parse(m).map_err(|e| usage(m, e))?;
+                let id = match owned.iter().find(|x| x.address == m) {
+                    Some(existing) => existing.id,
+                    None => {
+                        let mut mailbox = Mailbox::new(domain.owner, m, now);
+                        mailbox.verified_at = Some(now);
+                        store.create_mailbox(&mailbox).await.map_err(store_err)?;
+                        mailbox.id
+                    }
+                };
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            let alias = Alias::new(address.clone(), domain.owner, domain.id, ids, now);
+            match store.create_alias(&alias).await {
+                Ok(()) => println!("alias {address} added"),
+                Err(StoreError::AlreadyExists { .. }) => {
+                    return Err(Failure::Usage(format!("alias {address} already exists")));
+                }
+                Err(StoreError::Gone { .. }) => {
+                    return Err(Failure::Usage(format!(
+                        "alias {address} was deleted and cannot be reused"
+                    )));
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        AdminCommand::Alias {
+            action: AliasAction::Disable { address },
+        } => {
+            let address = EmailAddress::parse(&address).map_err(|e| usage(&address, e))?;
+            let mut alias = store
+                .find_alias_by_address(&address)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| Failure::Usage(format!("no alias {address}")))?;
+            alias.enabled = false;
+            alias.updated_at = now;
+            store
+                .update_alias(Access::System, &alias)
+                .await
+                .map_err(store_err)?;
+            println!("alias {address} disabled");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! The reference server's configuration: a TOML file, then `SMTPY_*`
+//! environment overrides, validated into typed settings. Every error names
+//! the key, what is wrong, and what a valid value looks like.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use smtpy::core::address::EmailAddress;
+
+/// Sections and top-level keys an `SMTPY_*` variable may set. Other
+/// `SMTPY_*` variables (say `SMTPY_TEST_POSTGRES_URL`) are not configuration.
+const KNOWN: &[&str] = &[
+    "hostname", "data_dir", "smtp", "store", "delivery", "srs", "tls",
+];
+
+/// A configuration problem: exits with status 2.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The key, dotted (`smtp.max_recipients`), or the file.
+    pub key: String,
+    /// What is wrong, and an example of a valid value.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {}: {}", self.key, self.problem)
+    }
+}
+
+fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    hostname: Option<String>,
+    data_dir: Option<String>,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    srs: RawSrs,
+    #[serde(default)]
+    tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    listen: Option<Vec<String>>,
+    max_message_size: Option<u64>,
+    max_recipients: Option<u64>,
+    postmaster: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    relay: Option<String>,
+    relay_username: Option<String>,
+    relay_password_file: Option<String>,
+    #[serde(default)]
+    routes: BTreeMap<String, String>,
+    retry: Option<Vec<String>>,
+    expire: Option<String>,
+    lease: Option<String>,
+    concurrency: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSrs {
+    secret_file: Option<String>,
+    domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+}
+
+/// Where mail leaves through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// Direct MX delivery.
+    Mx,
+    /// A smarthost.
+    Smarthost {
+        /// Host name or IP.
+        host: String,
+        /// Port.
+        port: u16,
+        /// `smtp://`: STARTTLS when offered; `smtp+starttls://`: required;
+        /// `smtps://`: implicit TLS.
+        scheme: RelayScheme,
+    },
+}
+
+/// How a smarthost is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayScheme {
+    /// `smtp://`
+    Opportunistic,
+    /// `smtp+starttls://`
+    StartTls,
+    /// `smtps://`
+    Implicit,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub postmaster: Option<EmailAddress>,
+    pub store_url: String,
+    pub relay: Relay,
+    pub relay_username: Option<String>,
+    pub relay_password_file: Option<PathBuf>,
+    pub routes: Vec<(String, String)>,
+    pub retry: Vec<Duration>,
+    pub expire: Duration,
+    pub lease: Duration,
+    pub concurrency: usize,
+    pub srs_secret_file: Option<PathBuf>,
+    pub srs_domain: String,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// Parses `"90s"`, `"5m"`, `"2h"`, `"5d"` (also `"1500ms"`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// A TOML value from an environment variable: arrays, numbers and booleans
+/// as TOML; anything else as a string.
+fn env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+/// Applies `SMTPY_<SECTION>__<KEY>` (and `SMTPY_<KEY>` for top-level keys).
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("SMTPY_") else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if !KNOWN.contains(&path[0].as_str()) {
+            continue;
+        }
+        let key = path.join(".");
+        let mut cursor = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = cursor
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = entry.as_table_mut().ok_or_else(|| {
+                err(
+                    &key,
+                    format!("{name} sets a key inside `{part}`, which is not a section"),
+                )
+            })?;
+        }
+        cursor.insert(path[path.len() - 1].clone(), env_value(&value));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads `file` (if any), applies the environment, validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// [`load`](Self::load) with explicit environment variables (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    err(
+                        &path.display().to_string(),
+                        format!("cannot read the file: {e}"),
+                    )
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    err(
+                        &path.display().to_string(),
+                        format!("not valid TOML: {}", e.message()),
+                    )
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, vars)?;
+        let raw: Raw = Raw::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let msg = e.to_string();
+            err("config", msg.trim().replace('\n', " "))
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Config, ConfigError> {
+        let hostname = raw.hostname.unwrap_or_else(|| "localhost".into());
+        smtpy::core::address::DomainName::parse(&hostname).map_err(|e| {
+            err(
+                "hostname",
+                format!("{e}; example: hostname = \"mx.example.org\""),
+            )
+        })?;
+        let data_dir = PathBuf::from(raw.data_dir.unwrap_or_else(|| "smtpy-data".into()));
+
+        let listen_raw = raw
+            .smtp
+            .listen
+            .unwrap_or_else(|| vec!["127.0.0.1:2525".into()]);
+        if listen_raw.is_empty() {
+            return Err(err(
+                "smtp.listen",
+                "needs at least one address; example: listen = [\"0.0.0.0:25\"]",
+            ));
+        }
+        let listen = listen_raw
+            .iter()
+            .map(|a| {
+                a.parse::<SocketAddr>().map_err(|_| {
+                    err(
+                        "smtp.listen",
+                        format!("{a:?} is not an IP:port; example: listen = [\"127.0.0.1:2525\"]"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_message_size = raw.smtp.max_message_size.unwrap_or(25 * 1024 * 1024);
+        if !(1024..=1 << 30).contains(&max_message_size) {
+            return Err(err(
+                "smtp.max_message_size",
+                "must be between 1024 and 1073741824 bytes; example: max_message_size = 26214400",
+            ));
+        }
+        let max_recipients = raw.smtp.max_recipients.unwrap_or(100);
+        if !(1..=10_000).contains(&max_recipients) {
+            return Err(err(
+                "smtp.max_recipients",
+                "must be between 1 and 10000; example: max_recipients = 100",
+            ));
+        }
+        let postmaster = raw
+            .smtp
+            .postmaster
+            .map(|p| {
+                EmailAddress::parse(&p).map_err(|e| {
+                    err(
+                        "smtp.postmaster",
+                        format!("{e}; example: postmaster = \"admin@example.org\""),
+                    )
+                })
+            })
+            .transpose()?;
+
+        let store_url = raw
+            .store
+            .url
+            .unwrap_or_else(|| format!("redb://{}", data_dir.join("smtpy.redb").display()));
+        if ![
+            "redb://",
+            "sqlite://",
+            "sqlite:",
+            "postgres://",
+            "postgresql://",
+        ]
+        .iter()
+        .any(|p| store_url.starts_with(p))
+        {
+            return Err(err(
+                "store.url",
+                format!(
+                    "{store_url:?} is not a store URL; examples: \"redb:///var/lib/smtpy/smtpy.redb\", \"sqlite:///var/lib/smtpy/smtpy.db\", \"postgres://smtpy@db/mail\""
+                ),
+            ));
+        }
+
+        let relay = match raw.delivery.relay.as_deref() {
+            None | Some("") => Relay::Mx,
+            Some(url) => parse_relay(url)?,
+        };
+        let mut routes = Vec::new();
+        for (domain, target) in raw.delivery.routes {
+            smtpy::core::address::DomainName::parse(&domain).map_err(|e| {
+                err(
+                    &format!("delivery.routes.{domain}"),
+                    format!("{e}; example: routes = {{ \"example.net\" = \"10.0.0.5:25\" }}"),
+                )
+            })?;
+            if target
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(err(
+                    &format!("delivery.routes.{domain}"),
+                    format!("{target:?} is not host:port; example: \"127.0.0.1:2526\""),
+                ));
+            }
+            routes.push((domain, target));
+        }
+        let retry = match raw.delivery.retry {
+            None => vec![
+                Duration::from_secs(120),
+                Duration::from_secs(300),
+                Duration::from_secs(600),
+                Duration::from_secs(900),
+                Duration::from_secs(1800),
+                Duration::from_secs(3600),
+                Duration::from_secs(7200),
+            ],
+            Some(list) if list.is_empty() => {
+                return Err(err("delivery.retry", "needs at least one duration; example: retry = [\"2m\", \"5m\", \"1h\"]"));
+            }
+            Some(list) => list
+                .iter()
+                .map(|d| {
+                    parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+                        err("delivery.retry", format!("{d:?} is not a duration; write e.g. \"30s\", \"5m\", \"2h\", \"1d\""))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let expire = match raw.delivery.expire {
+            None => Duration::from_secs(5 * 86_400),
+            Some(d) => parse_duration(&d).filter(|d| !d.is_zero()).ok_or_else(|| {
+                err(
+                    "delivery.expire",
+                    format!("{d:?} is not a duration; example: expire = \"5d\""),
+                )
+            })?,
+        };
+        let lease = match raw.delivery.lease {
+            None => Duration::from_secs(300),
+            Some(d) => parse_duration(&d)
+                .filter(|d| *d >= Duration::from_secs(1))
+                .ok_or_else(|| {
+                    err(
+                        "delivery.lease",
+                        format!("{d:?} is not a duration of at least 1s; example: lease = \"5m\""),
+                    )
+                })?,
+        };
+        let concurrency = raw.delivery.concurrency.unwrap_or(32);
+        if !(1..=1024).contains(&concurrency) {
+            return Err(err(
+                "delivery.concurrency",
+                "must be between 1 and 1024; example: concurrency = 32",
+            ));
+        }
+        if raw.delivery.relay_username.is_some() != raw.delivery.relay_password_file.is_some() {
+            return Err(err(
+                "delivery.relay_username",
+                "relay_username and relay_password_file go together",
+            ));
+        }
+        let srs_domain = raw.srs.domain.unwrap_or_else(|| hostname.clone());
+        smtpy::core::address::DomainName::parse(&srs_domain).map_err(|e| {
+            err(
+                "srs.domain",
+                format!("{e}; example: domain = \"bounce.example.org\""),
+            )
+        })?;
+        if raw.tls.cert_file.is_some() != raw.tls.key_file.is_some() {
+            return Err(err("tls.cert_file", "cert_file and key_file go together"));
+        }
+        Ok(Config {
+            hostname,
+            data_dir,
+            listen,
+            max_message_size: max_message_size as usize,
+            max_recipients: max_recipients as usize,
+            postmaster,
+            store_url,
+            relay,
+            relay_username: raw.delivery.relay_username,
+            relay_password_file: raw.delivery.relay_password_file.map(PathBuf::from),
+            routes,
+            retry,
+            expire,
+            lease,
+            concurrency: concurrency as usize,
+            srs_secret_file: raw.srs.secret_file.map(PathBuf::from),
+            srs_domain,
+            tls_cert_file: raw.tls.cert_file.map(PathBuf::from),
+            tls_key_file: raw.tls.key_file.map(PathBuf::from),
+        })
+    }
+}
+
+fn parse_relay(url: &str) -> Result<Relay, ConfigError> {
+    let bad = || {
+        err(
+            "delivery.relay",
+            format!(
+                "{url:?} is not a relay URL; examples: \"smtp://127.0.0.1:2526\", \"smtp+starttls://smtp.example.net:587\", \"smtps://smtp.example.net:465\""
+            ),
+        )
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let scheme = match scheme {
+        "smtp" => RelayScheme::Opportunistic,
+        "smtp+starttls" => RelayScheme::StartTls,
+        "smtps" => RelayScheme::Implicit,
+        _ => return Err(bad()),
+    };
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(Relay::Smarthost {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+        scheme,
+    })
+}

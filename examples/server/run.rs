@@ -1,0 +1,285 @@
+//! `server serve`: open the store, start the SMTP listeners and the delivery
+//! workers, stop cleanly on SIGTERM/SIGINT.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use smtpy::core::Store;
+use smtpy::core::address::DomainName;
+use smtpy::core::srs::{Srs, SrsKey};
+use smtpy::core::store::QueueStore;
+use smtpy::core::time::{Clock, SystemClock};
+use smtpy::core::transport::Transport;
+use smtpy_smtp::delivery::{DeliveryConfig, DeliveryWorker, RetrySchedule};
+use smtpy_smtp::server::{Acceptor, SmtpServer, tls};
+use smtpy_smtp::session::SessionConfig;
+use smtpy_smtp::transport::{
+    HickoryDns, HickoryDnsConfig, MxConfig, MxDelivery, RelayConfig, RelayCredentials, SmtpRelay,
+    TlsMode,
+};
+use tokio::sync::watch;
+
+use crate::config::{Config, Relay, RelayScheme};
+
+/// How a command failed: `Usage` exits 2, `Runtime` exits 1.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad configuration or arguments.
+    Usage(String),
+    /// Anything else.
+    Runtime(String),
+}
+
+/// The store named by `store.url`: everything, and the queue.
+pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn QueueStore>), Failure> {
+    let url = config.store_url.as_str();
+    if let Some(path) = url.strip_prefix("redb://") {
+        let path = PathBuf::from(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Failure::Runtime(format!(
+                    "store.url: cannot create {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let store = Arc::new(smtpy::redb::RedbStore::open(&path).map_err(|e| match e {
+            smtpy::redb::OpenError::AlreadyOpen => Failure::Runtime(format!(
+                "store.url: {} is in use by another process (a running server?): a redb store \
+                 belongs to one process, so stop the server first, or use the SQL store",
+                path.display()
+            )),
+            e => Failure::Runtime(format!("store.url: cannot open {}: {e}", path.display())),
+        })?);
+        return Ok((
+            store.clone() as Arc<dyn Store>,
+            store as Arc<dyn QueueStore>,
+        ));
+    }
+    // SQL_QUEUE_PENDING: the SQL backend's queue lands separately.
+    Err(Failure::Usage(format!(
+        "store.url: {url:?}: the SQL store cannot hold the mail queue yet; use redb://"
+    )))
+}
+
+/// The SRS key: from `srs.secret_file`, or generated once into the data
+/// directory (readable only by the owner) so bounce addresses stay valid
+/// across restarts.
+fn srs_key(config: &Config) -> Result<SrsKey, Failure> {
+    let path = config
+        .srs_secret_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("srs.key"));
+    if !path.exists() && config.srs_secret_file.is_none() {
+        let key = ring_random_32()?;
+        write_secret(
+            &path,
+            &base64::engine::general_purpose::STANDARD.encode(key),
+        )?;
+        tracing::info!(path = %path.display(), "generated a new SRS secret");
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Failure::Usage(format!(
+            "srs.secret_file: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    SrsKey::from_base64('a', text.trim()).map_err(|e| {
+        Failure::Usage(format!(
+            "srs.secret_file: {}: {e} (expected base64 of 32 random bytes)",
+            path.display()
+        ))
+    })
+}
+
+fn ring_random_32() -> Result<[u8; 32], Failure> {
+    use ring::rand::SecureRandom;
+    let mut key = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| Failure::Runtime("no system randomness".into()))?;
+    Ok(key)
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))
+}
+
+fn transport(config: &Config) -> Result<Arc<dyn Transport>, Failure> {
+    let build =
+        |e: smtpy_smtp::transport::TransportBuildError| Failure::Usage(format!("delivery: {e}"));
+    match &config.relay {
+        Relay::Smarthost { host, port, scheme } => {
+            let mode = match scheme {
+                RelayScheme::Opportunistic => TlsMode::Opportunistic,
+                RelayScheme::StartTls => TlsMode::Required,
+                RelayScheme::Implicit => TlsMode::Implicit,
+            };
+            let mut relay =
+                RelayConfig::new(host.clone(), *port, config.hostname.clone()).tls_mode(mode);
+            if let (Some(user), Some(file)) = (&config.relay_username, &config.relay_password_file)
+            {
+                let password = std::fs::read_to_string(file).map_err(|e| {
+                    Failure::Usage(format!(
+                        "delivery.relay_password_file: cannot read {}: {e}",
+                        file.display()
+                    ))
+                })?;
+                relay = relay.credentials(RelayCredentials::new(
+                    user.clone(),
+                    password.trim_end().to_owned(),
+                ));
+            }
+            Ok(Arc::new(SmtpRelay::new(relay).map_err(build)?))
+        }
+        Relay::Mx => {
+            let dns = HickoryDns::new(&HickoryDnsConfig::system())
+                .map_err(|e| Failure::Runtime(format!("DNS resolver: {e}")))?;
+            let mut mx = MxConfig::new(config.hostname.clone());
+            for (domain, target) in &config.routes {
+                mx = mx.route(domain.clone(), target.clone());
+            }
+            Ok(Arc::new(MxDelivery::new(mx, Arc::new(dns)).map_err(build)?))
+        }
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn serve(config: Config) -> Result<(), Failure> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Failure::Runtime(format!(
+            "data_dir: cannot create {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let (store, queue) = open_store(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let srs_domain = DomainName::parse(&config.srs_domain)
+        .map_err(|e| Failure::Usage(format!("srs.domain: {e}")))?;
+    let srs = Arc::new(Srs::new(srs_domain, srs_key(&config)?));
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            tls::from_pem_files(cert, key).map_err(|e| Failure::Usage(format!("tls: {e}")))?
+        }
+        _ => {
+            tracing::warn!(
+                "no [tls] certificate configured: STARTTLS uses a generated self-signed certificate (development only)"
+            );
+            tls::self_signed(&config.hostname).map_err(|e| Failure::Runtime(format!("tls: {e}")))?
+        }
+    };
+
+    let mut delivery = DeliveryConfig::new(&config.hostname)
+        .map_err(|e| Failure::Usage(format!("hostname: {e}")))?;
+    delivery.retry = RetrySchedule::new(config.retry.clone());
+    delivery.lifetime = config.expire;
+    delivery.lease = config.lease;
+    delivery.concurrency = config.concurrency;
+    delivery.batch = config.concurrency;
+    let worker = DeliveryWorker::new(
+        Arc::clone(&queue),
+        transport(&config)?,
+        Arc::clone(&clock),
+        delivery,
+    );
+
+    let mut acceptor = Acceptor::new(
+        Arc::clone(&store),
+        Arc::clone(&queue),
+        Arc::clone(&clock),
+        config.hostname.clone(),
+    )
+    .with_srs(srs)
+    .with_lifetime(config.expire)
+    .with_waker(worker.waker());
+    if let Some(pm) = &config.postmaster {
+        acceptor = acceptor.with_postmaster(pm.clone());
+    }
+    let session = SessionConfig::new(config.hostname.clone())
+        .with_max_message_size(config.max_message_size)
+        .with_max_recipients(config.max_recipients);
+    let server = SmtpServer::new(session, acceptor, Arc::clone(&clock)).with_tls(tls);
+
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::Runtime(format!("smtp.listen: cannot listen on {addr}: {e}")))?;
+        tracing::info!(%addr, "SMTP listening");
+        listeners.push(l);
+    }
+    let (stop_smtp, smtp_rx) = watch::channel(false);
+    let (stop_worker, worker_rx) = watch::channel(false);
+    let worker = worker.spawn(worker_rx);
+    let mut servers = tokio::task::JoinSet::new();
+    for l in listeners {
+        let (server, rx) = (server.clone(), smtp_rx.clone());
+        servers.spawn(async move { server.serve(l, rx).await });
+    }
+    tracing::info!(hostname = %config.hostname, store = %redact(&config.store_url), "smtpy running");
+    termination().await;
+    tracing::info!("shutting down: refusing new connections, finishing transactions");
+    let _ = stop_smtp.send(true);
+    while servers.join_next().await.is_some() {}
+    let _ = stop_worker.send(true);
+    worker.join().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A store URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

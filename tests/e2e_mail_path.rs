@@ -1,0 +1,521 @@
+//! End to end: the reference server (`examples/server`) as a separate
+//! process, a real SMTP client (Python `smtplib`) and a real downstream
+//! server (`aiosmtpd`), all on loopback.
+//!
+//! Needs `python3` with `aiosmtpd` (`pip install aiosmtpd`). Without it the
+//! tests print `skipped: …` and pass — except under `CI`, where they fail.
+//! Every wait is bounded; every process is killed when a test ends.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn python_ready() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!(
+            "CI: python3 with aiosmtpd is required for the end-to-end tests (pip install aiosmtpd)"
+        );
+    }
+    if !ok {
+        eprintln!("skipped: python3 with aiosmtpd not available (pip install aiosmtpd)");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// `target/<profile>/examples/server`, built by `cargo test` with the tests.
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join("server");
+    assert!(
+        bin.exists(),
+        "{} not built (cargo test builds examples)",
+        bin.display()
+    );
+    bin
+}
+
+fn wait_for_port(port: u16) {
+    let until = Instant::now() + WAIT;
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after {WAIT:?}");
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One server, its sink, and their files.
+struct World {
+    dir: tempfile::TempDir,
+    smtp_port: u16,
+    sink_port: u16,
+    server: Option<Proc>,
+    sink: Option<Proc>,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let smtp_port = free_port();
+        let sink_port = free_port();
+        std::fs::create_dir_all(dir.path().join("sink")).expect("sink dir");
+        let config = format!(
+            r#"hostname = "mx.smtpy.test"
+data_dir = "{data}"
+[smtp]
+listen = ["127.0.0.1:{smtp_port}"]
+[store]
+url = "redb://{data}/smtpy.redb"
+[delivery]
+relay = "smtp://127.0.0.1:{sink_port}"
+retry = ["1s"]
+lease = "2s"
+"#,
+            data = dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("smtpy.toml"), config).expect("config");
+        World {
+            dir,
+            smtp_port,
+            sink_port,
+            server: None,
+            sink: None,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(server_binary());
+        c.arg("--config").arg(self.dir.path().join("smtpy.toml"));
+        // Keep the developer's SMTPY_* settings out of the test server.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SMTPY_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("RUST_LOG", "info");
+        c
+    }
+
+    fn admin(&self, args: &[&str]) {
+        let out = self
+            .command()
+            .arg("admin")
+            .args(args)
+            .output()
+            .expect("run admin");
+        assert!(
+            out.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start_server(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start server");
+        self.server = Some(Proc(child));
+        wait_for_port(self.smtp_port);
+    }
+
+    fn start_sink(&mut self) {
+        let child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sink.py"))
+            .args(["--port", &self.sink_port.to_string(), "--lifetime", "120"])
+            .arg("--dir")
+            .arg(self.dir.path().join("sink"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sink");
+        self.sink = Some(Proc(child));
+        wait_for_port(self.sink_port);
+    }
+
+    /// Sends one message with smtplib; returns its transcript lines.
+    fn send(&self, from: &str, to: &[&str], subject: &str) -> Vec<String> {
+        let out = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/send.py"))
+            .args([&self.smtp_port.to_string(), from, &to.join(","), subject])
+            .output()
+            .expect("run client");
+        assert!(
+            out.status.success(),
+            "client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Messages the sink stored, in arrival order.
+    fn delivered(&self) -> Vec<Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("sink"))
+            .expect("sink dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json")
+            })
+            .collect()
+    }
+
+    fn wait_delivered(&self, n: usize) -> Vec<Value> {
+        let until = Instant::now() + WAIT;
+        loop {
+            let got = self.delivered();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < until,
+                "{} of {n} messages at the sink after {WAIT:?}; server log:\n{}",
+                got.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A world with alias.test hosted and `aliases` (address, mailboxes)
+    /// created, then the sink and the server running. (A redb store belongs
+    /// to one process: the admin commands run before the server starts.)
+    fn running(aliases: &[(&str, &[&str])]) -> World {
+        let mut w = World::new();
+        w.admin(&["domain", "add", "alias.test"]);
+        for (alias, boxes) in aliases {
+            let mut args = vec!["alias", "add", alias];
+            for b in *boxes {
+                args.extend(["--mailbox", b]);
+            }
+            w.admin(&args);
+        }
+        w.start_sink();
+        w.start_server();
+        w
+    }
+}
+
+fn rcpts(m: &Value) -> Vec<String> {
+    m["rcpt_tos"]
+        .as_array()
+        .expect("rcpt_tos")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("").to_lowercase())
+        .collect()
+}
+
+fn code_of(transcript: &[String], prefix: &str) -> String {
+    transcript
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l[prefix.len()..].split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {transcript:?}"))
+        .to_owned()
+}
+
+#[test]
+fn forward_arrives_with_srs_sender_and_body_intact() {
+    if !python_ready() {
+        return;
+    }
+    let mut w = World::running(&[("shop@alias.test", &["me@mail.test"])]);
+    let t = w.send("bob@outside.test", &["Shop@Alias.Test"], "forward one");
+    assert_eq!(code_of(&t, "rcpt Shop@Alias.Test "), "250");
+    assert_eq!(code_of(&t, "data "), "250");
+    let got = w.wait_delivered(1);
+    assert_eq!(rcpts(&got[0]), ["me@mail.test"]);
+    let from = got[0]["mail_from"].as_str().expect("mail_from");
+    assert!(
+        from.starts_with("SRS0=") && from.ends_with("@mx.smtpy.test"),
+        "SRS envelope sender, got {from}"
+    );
+    let data = got[0]["data"].as_str().expect("data");
+    assert!(data.contains("Subject: forward one"), "{data}");
+    assert!(
+        data.contains("\r\n.leading dot line\r\n") || data.contains("\n.leading dot line\n"),
+        "dot line intact: {data}"
+    );
+    assert!(
+        data.starts_with("Received: "),
+        "our Received header first: {data}"
+    );
+
+    // SIGTERM: the server stops cleanly.
+    let server = w.server.take().expect("server");
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let mut child = server;
+    let until = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < until, "server did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "clean exit after SIGTERM: {status:?}\n{}",
+        w.log()
+    );
+}
+
+#[test]
+fn fan_out_to_two_mailboxes() {
+    if !python_ready() {
+        return;
+    }
+    let w = World::running(&[("news@alias.test", &["a@mail.test", "b@mail.test"])]);
+    let t = w.send("carol@outside.test", &["news@alias.test"], "fan out");
+    assert_eq!(code_of(&t, "data "), "250");
+    w.wait_delivered(1);
+    // Give a straggler the chance to show up: exactly two deliveries in all.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all: Vec<String> = w.delivered().iter().flat_map(rcpts).collect();
+    all.sort();
+    assert_eq!(all, ["a@mail.test", "b@mail.test"]);
+}
+
+#[test]
+fn unknown_alias_is_550_and_foreign_domain_is_relay_denied() {
+    if !python_ready() {
+        return;
+    }
+    let mut w = World::new();
+    w.admin(&["domain", "add", "alias.test"]);
+    w.admin(&[
+        "alias",
+        "add",
+        "known@alias.test",
+        "--mailbox",
+        "me@mail.test",
+    ]);
+    w.admin(&[
+        "alias",
+        "add",
+        "off@alias.test",
+        "--mailbox",
+        "me@mail.test",
+    ]);
+    w.admin(&["alias", "disable", "off@alias.test"]);
+    w.start_sink();
+    w.start_server();
+    let t = w.send(
+        "eve@outside.test",
+        &[
+            "nobody@alias.test",
+            "someone@elsewhere.test",
+            "off@alias.test",
+            "user%elsewhere.test@alias.test",
+        ],
+        "refused",
+    );
+    assert_eq!(code_of(&t, "rcpt nobody@alias.test "), "550");
+    assert!(
+        t.iter()
+            .any(|l| l.starts_with("rcpt nobody@alias.test 550") && l.contains("5.1.1")),
+        "{t:?}"
+    );
+    assert!(
+        t.iter()
+            .any(|l| l.starts_with("rcpt someone@elsewhere.test 550") && l.contains("5.7.1")),
+        "{t:?}"
+    );
+    assert_eq!(code_of(&t, "rcpt off@alias.test "), "550", "disabled alias");
+    assert_eq!(
+        code_of(&t, "rcpt user%elsewhere.test@alias.test "),
+        "550",
+        "% hack is not relayed"
+    );
+    assert!(t.contains(&"refused".to_owned()), "{t:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(w.delivered().is_empty(), "nothing relayed");
+}
+
+#[test]
+fn downstream_4xx_is_retried_and_delivered_once() {
+    if !python_ready() {
+        return;
+    }
+    let w = World::running(&[("grey@alias.test", &["tempfail-me@mail.test"])]);
+    let t = w.send("dan@outside.test", &["grey@alias.test"], "greylisted");
+    assert_eq!(code_of(&t, "data "), "250");
+    let got = w.wait_delivered(1);
+    assert_eq!(rcpts(&got[0]), ["tempfail-me@mail.test"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(w.delivered().len(), 1, "delivered exactly once");
+}
+
+#[test]
+fn downstream_5xx_sends_a_dsn_without_the_mailbox() {
+    if !python_ready() {
+        return;
+    }
+    let w = World::running(&[("gone@alias.test", &["reject-Real.Person@mail.test"])]);
+    let t = w.send("frank@outside.test", &["gone@alias.test"], "bounces");
+    assert_eq!(code_of(&t, "data "), "250");
+    let got = w.wait_delivered(1);
+    let dsn = &got[0];
+    assert_eq!(
+        rcpts(dsn),
+        ["frank@outside.test"],
+        "the DSN goes to the original sender"
+    );
+    // aiosmtpd reports the null reverse-path as "<>".
+    assert!(
+        matches!(dsn["mail_from"].as_str(), Some("" | "<>")),
+        "DSNs have the null sender: {:?}",
+        dsn["mail_from"]
+    );
+    let data = dsn["data"].as_str().expect("data").to_lowercase();
+    assert!(
+        !data.contains("reject-real.person@mail.test"),
+        "the mailbox leaked into the DSN:\n{data}"
+    );
+    assert!(
+        !data.contains("reject-real.person"),
+        "the mailbox's local part leaked:\n{data}"
+    );
+    assert!(
+        data.contains("gone@alias.test"),
+        "the DSN names the alias:\n{data}"
+    );
+    assert!(
+        data.contains("multipart/report"),
+        "RFC 3464 report:\n{data}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.delivered().len(), 1, "one DSN, no DSN about the DSN");
+}
+
+#[test]
+fn kill_9_after_250_then_restart_delivers() {
+    if !python_ready() {
+        return;
+    }
+    let mut w = World::new();
+    w.admin(&["domain", "add", "alias.test"]);
+    w.admin(&[
+        "alias",
+        "add",
+        "safe@alias.test",
+        "--mailbox",
+        "me@mail.test",
+    ]);
+    // No sink yet: the message can only wait in the queue.
+    w.start_server();
+    let t = w.send("gina@outside.test", &["safe@alias.test"], "survives kill");
+    assert_eq!(code_of(&t, "data "), "250");
+    drop(w.server.take()); // SIGKILL right after the 250
+    assert!(w.delivered().is_empty());
+    w.start_sink();
+    w.start_server();
+    let got = w.wait_delivered(1);
+    assert_eq!(rcpts(&got[0]), ["me@mail.test"]);
+    assert!(
+        got[0]["data"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Subject: survives kill")
+    );
+}
+
+#[test]
+fn bounce_to_srs_address_reaches_the_original_sender_and_forgeries_are_refused() {
+    if !python_ready() {
+        return;
+    }
+    let w = World::running(&[("shop@alias.test", &["me@mail.test"])]);
+    let t = w.send("henry@outside.test", &["shop@alias.test"], "gets a bounce");
+    assert_eq!(code_of(&t, "data "), "250");
+    let srs = w.wait_delivered(1)[0]["mail_from"]
+        .as_str()
+        .expect("mail_from")
+        .to_owned();
+    assert!(srs.starts_with("SRS0="), "{srs}");
+
+    // A forged SRS address (one hash character changed) dies at RCPT.
+    let mut forged: Vec<char> = srs.chars().collect();
+    forged[6] = if forged[6] == 'a' { 'b' } else { 'a' };
+    let forged: String = forged.into_iter().collect();
+    let t = w.send("", &[&forged], "forged bounce");
+    assert!(
+        t.iter()
+            .any(|l| l.starts_with(&format!("rcpt {forged} 550")) && l.contains("5.7.1")),
+        "{t:?}"
+    );
+    // A non-bounce to an SRS address is refused too.
+    let t = w.send("spam@outside.test", &[&srs], "not a bounce");
+    assert_eq!(code_of(&t, &format!("rcpt {srs} ")), "550");
+
+    // The real bounce (null sender) is relayed to the original sender.
+    let t = w.send("", &[&srs], "the bounce");
+    assert_eq!(code_of(&t, "data "), "250", "{t:?}");
+    let got = w.wait_delivered(2);
+    assert_eq!(rcpts(&got[1]), ["henry@outside.test"]);
+    assert!(
+        matches!(got[1]["mail_from"].as_str(), Some("" | "<>")),
+        "relayed with the null sender"
+    );
+    assert!(
+        got[1]["data"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Subject: the bounce")
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.delivered().len(), 2, "nothing else was relayed");
+}
