@@ -48,6 +48,111 @@ pub enum AliasAction {
         /// The alias address.
         address: String,
     },
+    /// Create many aliases from a file of lines `alias mailbox [mailbox…]`
+    /// (blank lines and `#` comments skipped); all or nothing per batch of 10,000.
+    Import {
+        /// The file.
+        file: std::path::PathBuf,
+    },
+}
+
+/// Mailbox ids of `owner` for `addresses`, created verified when missing.
+async fn mailbox_ids(
+    store: &dyn Store,
+    owner: smtpy::core::ids::UserId,
+    known: &mut std::collections::HashMap<String, smtpy::core::ids::MailboxId>,
+    addresses: &[EmailAddress],
+    now: smtpy::core::time::Timestamp,
+) -> Result<Vec<smtpy::core::ids::MailboxId>, Failure> {
+    let mut ids = Vec::new();
+    for m in addresses {
+        let id = match known.get(&m.canonical()) {
+            Some(id) => *id,
+            None => {
+                let mut mailbox = Mailbox::new(owner, m.clone(), now);
+                mailbox.verified_at = Some(now);
+                store.create_mailbox(&mailbox).await.map_err(store_err)?;
+                known.insert(m.canonical(), mailbox.id);
+                mailbox.id
+            }
+        };
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+async fn import(
+    store: &dyn Store,
+    file: &std::path::Path,
+    now: smtpy::core::time::Timestamp,
+) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+    let mut domains = std::collections::HashMap::new();
+    let mut known: std::collections::HashMap<
+        smtpy::core::ids::UserId,
+        std::collections::HashMap<String, smtpy::core::ids::MailboxId>,
+    > = std::collections::HashMap::new();
+    let mut batch = Vec::new();
+    let mut total = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |e: &dyn std::fmt::Display| {
+            Failure::Usage(format!("{}:{}: {e}", file.display(), n + 1))
+        };
+        let mut words = line.split_whitespace();
+        let alias = EmailAddress::parse(words.next().unwrap_or_default()).map_err(|e| at(&e))?;
+        let boxes = words
+            .map(EmailAddress::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| at(&e))?;
+        if boxes.is_empty() {
+            return Err(at(&"an alias needs at least one mailbox"));
+        }
+        let domain = match domains.get(alias.domain().as_ascii()) {
+            Some(d) => d,
+            None => {
+                let d: Domain = store
+                    .find_domain_by_name(alias.domain())
+                    .await
+                    .map_err(store_err)?
+                    .ok_or_else(|| at(&format!("{} is not hosted", alias.domain())))?;
+                domains
+                    .entry(alias.domain().as_ascii().to_owned())
+                    .or_insert(d)
+            }
+        };
+        let owned = match known.get_mut(&domain.owner) {
+            Some(k) => k,
+            None => {
+                let mut k = std::collections::HashMap::new();
+                for m in store
+                    .list_mailboxes(domain.owner)
+                    .await
+                    .map_err(store_err)?
+                {
+                    k.insert(m.address.canonical(), m.id);
+                }
+                known.entry(domain.owner).or_insert(k)
+            }
+        };
+        let ids = mailbox_ids(store, domain.owner, owned, &boxes, now).await?;
+        batch.push(Alias::new(alias, domain.owner, domain.id, ids, now));
+        if batch.len() == 10_000 {
+            store.create_aliases(&batch).await.map_err(store_err)?;
+            total += batch.len();
+            batch.clear();
+        }
+    }
+    total += batch.len();
+    store.create_aliases(&batch).await.map_err(store_err)?;
+    println!("{total} aliases imported");
+    Ok(())
 }
 
 fn usage(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -143,6 +248,11 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> 
                 }
                 Err(e) => return Err(store_err(e)),
             }
+        }
+        AdminCommand::Alias {
+            action: AliasAction::Import { file },
+        } => {
+            import(&*store, &file, now).await?;
         }
         AdminCommand::Alias {
             action: AliasAction::Disable { address },

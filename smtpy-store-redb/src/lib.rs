@@ -40,7 +40,10 @@
 //!
 //! * **Atomic and durable.** Each method is one redb transaction; writes
 //!   commit with redb's default [`Durability::Immediate`](redb::Durability),
-//!   so the data is on disk (fsync) when the method returns `Ok`.
+//!   so the data is on disk (fsync) when the method returns `Ok`. The one
+//!   exception is [`enqueue`](smtpy_core::store::QueueStore::enqueue),
+//!   whose concurrent calls share a transaction (see [The queue](#the-queue)):
+//!   still durable on `Ok`, still all-or-nothing per message.
 //! * **Indexes never drift.** Every secondary index (alias by address, by
 //!   owner, by domain; user by email; …) is written in the same write
 //!   transaction as its row. The table layout is documented in the
@@ -62,6 +65,47 @@
 //!   [`OpenError::AlreadyOpen`] ([`StoreError::Unavailable`](smtpy_core::StoreError::Unavailable)
 //!   once converted). Use the SQL backend's PostgreSQL mode for several
 //!   instances.
+//!
+//! ## The queue
+//!
+//! [`QueueStore`](smtpy_core::store::QueueStore) keeps each message in
+//! two places: a small row (envelope, per-recipient state, schedule) that
+//! every attempt rewrites, and the body, written once at enqueue and never
+//! again — recording an attempt on a 25 MB message writes a few hundred
+//! bytes. A due index holds each unheld message once, keyed by the instant
+//! it can next be leased (`max(next_attempt_at, lease end)`): leasing reads
+//! only the entries it takes, a lapsed lease is found like any due
+//! message, and held messages are never read. `lease_due` with nothing due
+//! answers from a snapshot without taking the write lock or committing, so
+//! idle delivery workers polling cost no fsyncs. Queue depth and the held
+//! count come from redb's B-tree lengths (no scan), the oldest message from
+//! a `received_at` index.
+//!
+//! ### Group commit
+//!
+//! The SMTP layer answers 250 only once `enqueue` returns, so `enqueue` is
+//! the hot path, and one fsync per message is what caps a classic MTA.
+//! Here a dedicated thread owns the queue's inserts: `enqueue` encodes the
+//! message's row on the caller's task, hands it (with the body, shared, not
+//! copied) to the thread over a channel and awaits the answer. The thread
+//! takes every message waiting — up to 256 messages or 64 MiB of bodies —
+//! writes them in **one** write transaction, commits once with
+//! `Durability::Immediate` (one fsync), then answers each caller with its
+//! own result: a duplicate id fails only that message with
+//! `AlreadyExists` (ids are checked before each insert, against the table
+//! and the batch's earlier messages); an I/O failure fails the whole batch,
+//! none of it stored. There is no timer and no artificial delay: a lone
+//! enqueue commits at once, and batches form by themselves from the
+//! enqueues that arrive while the previous commit's fsync runs, so the
+//! batch grows with the load and the fsyncs per message fall with it.
+//!
+//! Other queue writes (leases, outcomes, operator actions) are ordinary
+//! write transactions; redb runs them one at a time with the batches.
+//! If an `enqueue` future is dropped after handing its message over, the
+//! message is still written (at-least-once, like everything in the queue).
+//! Dropping the store closes the channel: the thread commits whatever is
+//! still waiting, then stops, and the drop waits for it (at most one
+//! commit), so the file is closed when the drop returns.
 
 mod accounts;
 mod activity;

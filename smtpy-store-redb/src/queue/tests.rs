@@ -238,7 +238,7 @@ async fn indexes_follow_the_rows() {
     };
     let dsn = new_message(1);
     store
-        .complete_attempt(l.token, &done, &[dsn.clone()])
+        .complete_attempt(l.token, &done, std::slice::from_ref(&dsn))
         .await
         .expect("complete");
     assert_eq!(counts(&store), [2, 2, 0, 1, 1, 2]);
