@@ -527,13 +527,20 @@ fn bulk_import_then_forward() {
     }
     let mut w = World::new();
     w.admin(&["domain", "add", "alias.test"]);
-    let list: String = (0..300).map(|i| format!("{i}a@alias.test user{i}@dest.test\n")).collect();
+    let list: String = (0..300)
+        .map(|i| format!("{i}a@alias.test user{i}@dest.test\n"))
+        .collect();
     let file = w.dir.path().join("aliases.txt");
     std::fs::write(&file, format!("# bulk\n\n{list}")).expect("write list");
     w.admin(&["alias", "import", file.to_str().expect("utf-8 path")]);
     // A line naming an unhosted domain fails with its line number and imports nothing more.
     std::fs::write(&file, "x@not-hosted.test me@mail.test\n").expect("write");
-    let out = w.command().args(["admin", "alias", "import"]).arg(&file).output().expect("run");
+    let out = w
+        .command()
+        .args(["admin", "alias", "import"])
+        .arg(&file)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2), "usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains(":1: not-hosted.test is not hosted"));
     w.start_sink();
