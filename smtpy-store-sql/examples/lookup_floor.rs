@@ -10,17 +10,22 @@
 //! ```
 //!
 //! Like the workspace's `store_lookup` bench, every call is awaited from a
-//! `block_on` of a two-worker multi-threaded tokio runtime, one at a time,
-//! and the p50/p90/p99 of single calls are printed:
+//! `block_on` of a two-worker multi-threaded tokio runtime, one at a time.
+//! The probes run interleaved (one call of each per round), so a change in
+//! the machine's state during the run — a virtual machine's idle vCPUs make
+//! thread wake-ups cost anywhere from 3 to 60 µs — affects them all alike.
+//! Printed per probe: p50/p90/p99 of single calls.
 //!
+//! * `ping-pong`: a round trip to another thread over std channels — the
+//!   operating system's cost of two thread wake-ups, which sqlx-sqlite pays
+//!   per statement (its connections run on worker threads);
 //! * `SELECT 1` through the pool (acquire, query, release) and through one
-//!   connection held for the whole run: sqlx's fixed cost per statement
-//!   (on SQLite, the hand-off to and from the connection's worker thread;
-//!   on PostgreSQL, a loopback round trip);
-//! * the lookup statement alone on a held connection (the SQL and the row
-//!   transfer, no decoding into an `Alias`);
+//!   connection held for the whole run: sqlx's fixed cost per statement;
+//! * the store's lookup statement alone on a held connection (the SQL and
+//!   the row transfer, no decoding into an `Alias`);
 //! * `find_alias_by_address` itself.
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use smtpy_core::Store;
@@ -28,13 +33,49 @@ use smtpy_core::address::{DomainName, EmailAddress};
 use smtpy_core::model::{Alias, Domain, Mailbox, Role, User};
 use smtpy_core::time::Timestamp;
 use smtpy_store_sql::{SqlStore, SqlStoreOptions};
-use sqlx::Row as _;
 
 const DOMAIN: &str = "floor.example";
 const SAMPLES: usize = 20_000;
 
+/// The columns the store reads for an alias.
+macro_rules! alias_columns {
+    () => {
+        "a.id, a.address, a.owner_id, a.domain_id, a.enabled, a.mode, a.disabled_reply, a.note, \
+         a.category, a.labels, a.expires_at, a.limit_messages_per_hour, \
+         a.limit_max_message_size, a.forwarded, a.blocked, a.replied, a.bounced, \
+         a.last_used_at, a.created_at, a.updated_at, a.deleted_at, a.revision"
+    };
+}
+
+/// The store's lookup statement on SQLite, as of this writing.
+const SQLITE_LOOKUP: &str = concat!(
+    "SELECT ",
+    alias_columns!(),
+    ", (SELECT group_concat(hex(m.mailbox_id), ',' ORDER BY m.position) \
+     FROM alias_mailboxes m WHERE m.alias_id = a.id) AS mailbox_ids FROM aliases a \
+     WHERE a.address_canonical = $1 AND a.deleted_at IS NULL"
+);
+
+/// The store's lookup statement on PostgreSQL, as of this writing.
+const POSTGRES_LOOKUP: &str = concat!(
+    "SELECT ",
+    alias_columns!(),
+    ", ARRAY(SELECT m.mailbox_id FROM alias_mailboxes m WHERE m.alias_id = a.id \
+     ORDER BY m.position) AS mailbox_ids FROM aliases a \
+     WHERE a.address_canonical = $1 AND a.deleted_at IS NULL"
+);
+
 fn address(i: usize) -> EmailAddress {
     EmailAddress::parse(&format!("shop{i:07}@{DOMAIN}")).expect("address")
+}
+
+/// Deterministic pseudo-random indexes (xorshift).
+fn index(i: usize, n: usize) -> usize {
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ (i as u64);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x % n as u64) as usize
 }
 
 fn percentiles(mut took: Vec<Duration>) -> String {
@@ -46,36 +87,6 @@ fn percentiles(mut took: Vec<Duration>) -> String {
         p(0.90).as_secs_f64() * 1e6,
         p(0.99).as_secs_f64() * 1e6
     )
-}
-
-/// Times `SAMPLES` sequential calls of `f` (after a warm-up of a tenth).
-fn time<F, Fut>(rt: &tokio::runtime::Runtime, mut f: F) -> String
-where
-    F: FnMut(usize) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let took = rt.block_on(async {
-        for i in 0..SAMPLES / 10 {
-            f(i).await;
-        }
-        let mut took = Vec::with_capacity(SAMPLES);
-        for i in 0..SAMPLES {
-            let t = Instant::now();
-            f(i).await;
-            took.push(t.elapsed());
-        }
-        took
-    });
-    percentiles(took)
-}
-
-/// Deterministic pseudo-random indexes (xorshift).
-fn index(i: usize, n: usize) -> usize {
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ (i as u64);
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    (x % n as u64) as usize
 }
 
 async fn seed(store: &dyn Store, n: usize) {
@@ -114,52 +125,57 @@ async fn seed(store: &dyn Store, n: usize) {
     );
 }
 
-macro_rules! floor {
-    ($rt:expr, $pool:expr, $lookup_sql:expr, $n:expr) => {{
-        let pool = $pool;
-        println!(
-            "  SELECT 1, pool:             {}",
-            time($rt, |_| async {
-                let v: i32 = sqlx::query_scalar("SELECT 1")
-                    .fetch_one(pool)
-                    .await
-                    .expect("select 1");
-                assert_eq!(v, 1);
-            })
-        );
-        let conn = std::cell::RefCell::new(Some($rt.block_on(pool.acquire()).expect("acquire")));
-        println!(
-            "  SELECT 1, held connection:  {}",
-            time($rt, |_| {
-                let mut c = conn.borrow_mut().take().expect("conn");
-                let conn = &conn;
-                async move {
-                    let v: i32 = sqlx::query_scalar("SELECT 1")
-                        .fetch_one(&mut *c)
-                        .await
-                        .expect("select 1");
-                    assert_eq!(v, 1);
-                    *conn.borrow_mut() = Some(c);
+/// A thread that answers every message: the OS floor of a hand-off.
+struct Echo {
+    to: mpsc::Sender<usize>,
+    from: mpsc::Receiver<usize>,
+}
+
+impl Echo {
+    fn start() -> Self {
+        let (to, rx) = mpsc::channel::<usize>();
+        let (tx, from) = mpsc::channel::<usize>();
+        std::thread::spawn(move || {
+            for v in rx {
+                if tx.send(v).is_err() {
+                    break;
                 }
-            })
-        );
-        println!(
-            "  lookup SQL, held connection:{}",
-            time($rt, |i| {
-                let mut c = conn.borrow_mut().take().expect("conn");
-                let conn = &conn;
-                async move {
-                    let row = sqlx::query($lookup_sql)
-                        .bind(address(index(i, $n)).canonical())
-                        .fetch_optional(&mut *c)
-                        .await
-                        .expect("lookup");
-                    assert!(row.is_some_and(|r| r.len() > 1));
-                    *conn.borrow_mut() = Some(c);
-                }
-            })
-        );
-        drop(conn);
+            }
+        });
+        Self { to, from }
+    }
+
+    fn round_trip(&self, i: usize) {
+        self.to.send(i).expect("send");
+        assert_eq!(self.from.recv().expect("recv"), i);
+    }
+}
+
+/// Runs the probes interleaved, `SAMPLES` rounds after a warm-up of a
+/// tenth, and prints each one's percentiles.
+macro_rules! measure {
+    ($rt:expr, $n:expr, $($label:literal => |$i:ident| $probe:expr;)+) => {{
+        let labels = [$($label),+];
+        let mut took: Vec<Vec<Duration>> = labels.iter().map(|_| Vec::with_capacity(SAMPLES)).collect();
+        $rt.block_on(async {
+            for round in 0..SAMPLES + SAMPLES / 10 {
+                let mut k = 0;
+                $(
+                    let $i = index(round * 7 + k, $n);
+                    let t = Instant::now();
+                    $probe;
+                    let elapsed = t.elapsed();
+                    if round >= SAMPLES / 10 {
+                        took[k].push(elapsed);
+                    }
+                    k += 1;
+                )+
+                let _ = k;
+            }
+        });
+        for (label, took) in labels.iter().zip(took) {
+            println!("  {label:<28} {}", percentiles(took));
+        }
     }};
 }
 
@@ -169,17 +185,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // Pooled connections return to their pool from a spawned task.
+    let _runtime = rt.enter();
     let n: usize = std::env::var("SMTPY_FLOOR_ALIASES")
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let lookup_sql = "SELECT a.*, (SELECT group_concat(hex(m.mailbox_id), ',' ORDER BY m.position) \
-                      FROM alias_mailboxes m WHERE m.alias_id = a.id) AS mailbox_ids \
-                      FROM aliases a WHERE a.address_canonical = $1 AND a.deleted_at IS NULL";
-    let pg_lookup_sql = "SELECT a.*, (SELECT string_agg(m.mailbox_id::text, ',' ORDER BY m.position) \
-                      FROM alias_mailboxes m WHERE m.alias_id = a.id) AS mailbox_ids \
-                      FROM aliases a WHERE a.address_canonical = $1 AND a.deleted_at IS NULL";
+    let echo = Echo::start();
 
     println!("sqlite:");
     let url = format!(
@@ -187,21 +200,42 @@ fn main() {
         dir.path().join("floor.db").display()
     );
     let store = rt.block_on(SqlStore::connect(&url)).expect("sqlite");
-    rt.block_on(seed(&store as &dyn Store, n));
-    floor!(&rt, store.sqlite_pool().expect("pool"), lookup_sql, n);
-    println!(
-        "  find_alias_by_address:      {}",
-        time(&rt, |i| {
-            let store: &dyn Store = &store;
-            async move {
-                let found = store
-                    .find_alias_by_address(&address(index(i, n)))
-                    .await
-                    .expect("lookup");
-                assert!(found.is_some());
-            }
-        })
+    rt.block_on(seed(&store, n));
+    let pooled = rt
+        .block_on(SqlStoreOptions::new().read_connection(false).connect(&url))
+        .expect("sqlite");
+    let pooled: &dyn Store = &pooled;
+    let pool = store.sqlite_pool().expect("pool");
+    let mut held = rt.block_on(pool.acquire()).expect("acquire");
+    let dyn_store: &dyn Store = &store;
+    measure!(rt, n,
+        "ping-pong (std threads)" => |_i| echo.round_trip(_i);
+        "SELECT 1, pool" => |_i| {
+            let v: i32 = sqlx::query_scalar("SELECT 1").fetch_one(pool).await.expect("select 1");
+            assert_eq!(v, 1);
+        };
+        "SELECT 1, held connection" => |_i| {
+            let v: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *held).await.expect("select 1");
+            assert_eq!(v, 1);
+        };
+        "lookup SQL, held connection" => |i| {
+            let rows = sqlx::query(SQLITE_LOOKUP)
+                .bind(address(i).canonical())
+                .fetch_optional(&mut *held)
+                .await
+                .expect("lookup");
+            assert!(rows.is_some());
+        };
+        "find_alias_by_address" => |i| {
+            let found = dyn_store.find_alias_by_address(&address(i)).await.expect("lookup");
+            assert!(found.is_some());
+        };
+        "  … every read pooled" => |i| {
+            let found = pooled.find_alias_by_address(&address(i)).await.expect("lookup");
+            assert!(found.is_some());
+        };
     );
+    drop(held);
     rt.block_on(store.close());
 
     let Ok(pg_url) = std::env::var("SMTPY_TEST_POSTGRES_URL") else {
@@ -217,24 +251,49 @@ fn main() {
                 .connect(&pg_url),
         )
         .expect("postgres");
-    rt.block_on(seed(&store as &dyn Store, n));
+    rt.block_on(seed(&store, n));
+    let pooled = rt
+        .block_on(
+            SqlStoreOptions::new()
+                .schema(schema.clone())
+                .read_connection(false)
+                .connect(&pg_url),
+        )
+        .expect("postgres");
+    let pooled: &dyn Store = &pooled;
     let pool = store.postgres_pool().expect("pool");
     rt.block_on(sqlx::query("ANALYZE").execute(pool))
         .expect("analyze");
-    floor!(&rt, pool, pg_lookup_sql, n);
-    println!(
-        "  find_alias_by_address:      {}",
-        time(&rt, |i| {
-            let store: &dyn Store = &store;
-            async move {
-                let found = store
-                    .find_alias_by_address(&address(index(i, n)))
-                    .await
-                    .expect("lookup");
-                assert!(found.is_some());
-            }
-        })
+    let mut held = rt.block_on(pool.acquire()).expect("acquire");
+    let dyn_store: &dyn Store = &store;
+    measure!(rt, n,
+        "ping-pong (std threads)" => |_i| echo.round_trip(_i);
+        "SELECT 1, pool" => |_i| {
+            let v: i32 = sqlx::query_scalar("SELECT 1").fetch_one(pool).await.expect("select 1");
+            assert_eq!(v, 1);
+        };
+        "SELECT 1, held connection" => |_i| {
+            let v: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *held).await.expect("select 1");
+            assert_eq!(v, 1);
+        };
+        "lookup SQL, held connection" => |i| {
+            let rows = sqlx::query(POSTGRES_LOOKUP)
+                .bind(address(i).canonical())
+                .fetch_optional(&mut *held)
+                .await
+                .expect("lookup");
+            assert!(rows.is_some());
+        };
+        "find_alias_by_address" => |i| {
+            let found = dyn_store.find_alias_by_address(&address(i)).await.expect("lookup");
+            assert!(found.is_some());
+        };
+        "  … every read pooled" => |i| {
+            let found = pooled.find_alias_by_address(&address(i)).await.expect("lookup");
+            assert!(found.is_some());
+        };
     );
+    drop(held);
     let drop_schema = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
     let _ = rt.block_on(sqlx::query(sqlx::AssertSqlSafe(drop_schema)).execute(pool));
     rt.block_on(store.close());

@@ -12,6 +12,7 @@ use smtpy_core::password::PasswordHash;
 use smtpy_core::secret::EncryptedSecret;
 
 use crate::db::Row;
+use crate::row::ColumnRef;
 
 /// The serde name of a unit enum variant, e.g. `Role::Admin` → `"admin"`.
 pub(crate) fn enum_text<T: Serialize>(
@@ -53,39 +54,48 @@ pub(crate) fn to_i64(value: u64, entity: &'static str, field: &str) -> Result<i6
 /// Decoding helpers on rows for values stored as text.
 impl Row {
     /// A unit enum stored by its serde name.
-    pub(crate) fn enum_value<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+    pub(crate) fn enum_value<T: DeserializeOwned>(
+        &self,
+        name: impl ColumnRef,
+    ) -> Result<T, StoreError> {
         let text: String = self.get(name)?;
         serde_json::from_value(serde_json::Value::String(text))
             .map_err(|e| self.corrupt(format_args!("{name}: {e}")))
     }
 
     /// A JSON text column.
-    pub(crate) fn json<T: DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+    pub(crate) fn json<T: DeserializeOwned>(&self, name: impl ColumnRef) -> Result<T, StoreError> {
         let text: String = self.get(name)?;
         serde_json::from_str(&text).map_err(|e| self.corrupt(format_args!("{name}: {e}")))
     }
 
     /// An address column, as it was written.
-    pub(crate) fn address(&self, name: &str) -> Result<EmailAddress, StoreError> {
+    pub(crate) fn address(&self, name: impl ColumnRef) -> Result<EmailAddress, StoreError> {
         let text: String = self.get(name)?;
         EmailAddress::parse(&text).map_err(|e| self.corrupt(format_args!("{name}: {e}")))
     }
 
     /// A nullable address column.
-    pub(crate) fn opt_address(&self, name: &str) -> Result<Option<EmailAddress>, StoreError> {
+    pub(crate) fn opt_address(
+        &self,
+        name: impl ColumnRef,
+    ) -> Result<Option<EmailAddress>, StoreError> {
         let text: Option<String> = self.get(name)?;
         text.map(|t| EmailAddress::parse(&t).map_err(|e| self.corrupt(format_args!("{name}: {e}"))))
             .transpose()
     }
 
     /// A domain name column.
-    pub(crate) fn domain_name(&self, name: &str) -> Result<DomainName, StoreError> {
+    pub(crate) fn domain_name(&self, name: impl ColumnRef) -> Result<DomainName, StoreError> {
         let text: String = self.get(name)?;
         DomainName::parse(&text).map_err(|e| self.corrupt(format_args!("{name}: {e}")))
     }
 
     /// A nullable PHC password hash column.
-    pub(crate) fn opt_password(&self, name: &str) -> Result<Option<PasswordHash>, StoreError> {
+    pub(crate) fn opt_password(
+        &self,
+        name: impl ColumnRef,
+    ) -> Result<Option<PasswordHash>, StoreError> {
         let text: Option<String> = self.get(name)?;
         text.map(|t| {
             PasswordHash::from_phc(&t).map_err(|e| self.corrupt(format_args!("{name}: {e}")))
@@ -94,7 +104,10 @@ impl Row {
     }
 
     /// A nullable sealed secret column (base64 of the compact encoding).
-    pub(crate) fn opt_secret(&self, name: &str) -> Result<Option<EncryptedSecret>, StoreError> {
+    pub(crate) fn opt_secret(
+        &self,
+        name: impl ColumnRef,
+    ) -> Result<Option<EncryptedSecret>, StoreError> {
         let text: Option<String> = self.get(name)?;
         text.map(|t| {
             EncryptedSecret::from_text(&t).map_err(|e| self.corrupt(format_args!("{name}: {e}")))
@@ -103,21 +116,26 @@ impl Row {
     }
 
     /// A nullable non-negative integer column.
-    pub(crate) fn opt_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn opt_u64(&self, name: impl ColumnRef) -> Result<Option<u64>, StoreError> {
         let v: Option<i64> = self.get(name)?;
         v.map(|v| u64::try_from(v).map_err(|_| self.corrupt(format_args!("{name} is negative"))))
             .transpose()
     }
 
     /// A nullable integer column holding a `u32`.
-    pub(crate) fn opt_u32(&self, name: &str) -> Result<Option<u32>, StoreError> {
+    pub(crate) fn opt_u32(&self, name: impl ColumnRef) -> Result<Option<u32>, StoreError> {
         let v: Option<i64> = self.get(name)?;
         v.map(|v| u32::try_from(v).map_err(|_| self.corrupt(format_args!("{name} out of range"))))
             .transpose()
     }
 
-    /// A comma-separated list of UUIDs (from `group_concat` / `string_agg`).
-    pub(crate) fn uuid_list(&self, name: &str) -> Result<Vec<uuid::Uuid>, StoreError> {
+    /// An ordered list of UUIDs: on SQLite the comma-separated hex of
+    /// `group_concat(hex(…))`, on PostgreSQL a `uuid[]` (from `ARRAY(…)`).
+    pub(crate) fn uuid_list(&self, name: impl ColumnRef) -> Result<Vec<uuid::Uuid>, StoreError> {
+        if let Row::Postgres(r) = self {
+            return sqlx::Row::try_get::<Vec<uuid::Uuid>, _>(r, name)
+                .map_err(|e| StoreError::backend("postgres", e));
+        }
         let text: Option<String> = self.get(name)?;
         match text {
             None => Ok(Vec::new()),

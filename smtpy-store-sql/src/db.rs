@@ -5,6 +5,10 @@
 //! argument list of [`Arg`]s and rows read through [`Row`]. Where the two
 //! dialects need different SQL, a [`Sql::Split`] carries both texts.
 //!
+//! Read sessions run in autocommit mode, on the connection the store keeps
+//! out of the pool for reads when it is free (see [`Held`]), else on a
+//! pooled one.
+//!
 //! Write sessions are transactions. On SQLite they start with
 //! `BEGIN IMMEDIATE` (the write lock is taken up front, so a transaction that
 //! reads and then writes never fails half-way with `SQLITE_BUSY`) and are
@@ -14,7 +18,8 @@
 //! earlier in the transaction.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use smtpy_core::StoreError;
 use smtpy_core::ids::{
@@ -26,11 +31,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Database, Encode, PgPool, Postgres, Sqlite, SqlitePool, Type};
-use sqlx::{SqlSafeStr, SqlStr, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::{Connection, PgConnection, SqlSafeStr, SqlStr, SqliteConnection, Transaction};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 use uuid::Uuid;
 
-pub(crate) use crate::error::{DbError, DbResultExt, classify};
+pub(crate) use crate::error::{DbError, DbResultExt, classify, is_temporary};
 pub(crate) use crate::row::Row;
 
 /// Which SQL dialect a [`SqlStore`](crate::SqlStore) speaks.
@@ -209,6 +214,59 @@ pub(crate) enum Pool {
     Postgres(PgPool),
 }
 
+/// A connection idle for longer than this is pinged before it is used
+/// again (pooled ones by the pool's `before_acquire`, the reader's by
+/// [`Db::read`]): a connection that was fine a moment ago is trusted without
+/// a round trip, one that sat idle is checked.
+pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// The connection kept out of the pool for single-statement reads.
+///
+/// A read through the pool pays for more than its statement: sqlx pings
+/// every connection it takes back (a round trip to the SQLite worker thread
+/// or to the server, on a spawned task), which costs CPU beside each
+/// lookup. Reads take this connection instead when it is free, and the pool
+/// when it is busy. It runs in autocommit mode, so every statement sees the
+/// latest committed data, as on a pooled connection.
+#[derive(Debug)]
+struct Held<C> {
+    conn: C,
+    opened: Instant,
+    last_used: Instant,
+    /// A statement was started and not seen to finish (its future was
+    /// dropped): ping before the next one, which also drains what the
+    /// interrupted statement left on the connection.
+    in_flight: bool,
+    /// A statement failed with a connection-level error: replace it.
+    broken: bool,
+}
+
+impl<C> Held<C> {
+    fn new(conn: C) -> Self {
+        let now = Instant::now();
+        Self {
+            conn,
+            opened: now,
+            last_used: now,
+            in_flight: false,
+            broken: false,
+        }
+    }
+}
+
+type Slot<C> = Arc<Mutex<Option<Held<C>>>>;
+type Lease<C> = OwnedMappedMutexGuard<Option<Held<C>>, Held<C>>;
+
+/// The kept reader of a pool, if it has one.
+#[derive(Debug, Clone)]
+enum Reader {
+    /// None: turned off, or an in-memory SQLite database (whose single
+    /// pooled connection is the database).
+    None,
+    Sqlite(Slot<SqliteConnection>),
+    Postgres(Slot<PgConnection>),
+}
+
 /// The pool plus what a session needs to start.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
@@ -218,19 +276,120 @@ pub(crate) struct Db {
     /// Longest wait for the writer lock (the pool's acquire timeout), after
     /// which a write fails with `Unavailable` like a pool timeout.
     lock_timeout: Duration,
+    /// The connection kept for reads (see [`Held`]).
+    reader: Reader,
+    /// The pool's `max_lifetime`, which the kept reader honours too.
+    max_lifetime: Option<Duration>,
+    /// Set by [`Db::close`]: the kept reader is not reopened.
+    closed: Arc<AtomicBool>,
 }
 
 impl Db {
-    pub(crate) fn new(pool: Pool, lock_timeout: Duration) -> Self {
+    /// `keep_reader`: whether to keep a connection aside for reads (not for
+    /// an in-memory SQLite database, whose only connection is the data).
+    pub(crate) fn new(
+        pool: Pool,
+        lock_timeout: Duration,
+        max_lifetime: Option<Duration>,
+        keep_reader: bool,
+    ) -> Self {
         let write_lock = match pool {
             Pool::Sqlite(_) => Some(Arc::new(Mutex::new(()))),
             Pool::Postgres(_) => None,
+        };
+        let reader = match (&pool, keep_reader) {
+            (_, false) => Reader::None,
+            (Pool::Sqlite(_), true) => Reader::Sqlite(Arc::new(Mutex::new(None))),
+            (Pool::Postgres(_), true) => Reader::Postgres(Arc::new(Mutex::new(None))),
         };
         Self {
             pool,
             write_lock,
             lock_timeout,
+            reader,
+            max_lifetime,
+            closed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Closes the kept reader and then the pool, waiting for every
+    /// connection to finish.
+    pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        match &self.reader {
+            Reader::None => {}
+            Reader::Sqlite(slot) => {
+                if let Some(held) = slot.lock().await.take() {
+                    let _ = held.conn.close().await;
+                }
+            }
+            Reader::Postgres(slot) => {
+                if let Some(held) = slot.lock().await.take() {
+                    let _ = held.conn.close().await;
+                }
+            }
+        }
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// The kept reader, ready for a statement, or `None` when it is busy
+    /// (or the store is closed): the caller then uses the pool.
+    async fn lease<C>(
+        &self,
+        slot: &Slot<C>,
+        acquire: impl AsyncFnOnce() -> Result<C, sqlx::Error>,
+    ) -> Result<Option<Lease<C>>, StoreError>
+    where
+        C: Connection + 'static,
+    {
+        let Ok(mut guard) = Arc::clone(slot).try_lock_owned() else {
+            return Ok(None);
+        };
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        let keep = match guard.as_mut() {
+            None => false,
+            Some(held) if held.broken => false,
+            Some(held)
+                if self
+                    .max_lifetime
+                    .is_some_and(|max| now.duration_since(held.opened) > max) =>
+            {
+                false
+            }
+            Some(held)
+                if held.in_flight || now.duration_since(held.last_used) > PING_IF_IDLE_FOR =>
+            {
+                // Bounded like an acquire from the pool.
+                matches!(
+                    tokio::time::timeout(self.lock_timeout, held.conn.ping()).await,
+                    Ok(Ok(()))
+                )
+            }
+            Some(_) => true,
+        };
+        if !keep {
+            if let Some(old) = guard.take() {
+                // A broken connection is dropped; a merely old one says
+                // goodbye in the background.
+                if !old.broken {
+                    tokio::spawn(async move {
+                        let _ = old.conn.close().await;
+                    });
+                }
+            }
+            let conn = acquire().await.map_err(|e| self.err(e))?;
+            *guard = Some(Held::new(conn));
+        }
+        if let Some(held) = guard.as_mut() {
+            held.last_used = now;
+        }
+        Ok(OwnedMutexGuard::try_map(guard, Option::as_mut).ok())
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
@@ -244,8 +403,26 @@ impl Db {
         classify(self.dialect(), e)
     }
 
-    /// A pooled connection in autocommit mode, for single-statement reads.
+    /// A connection in autocommit mode for reads: the kept reader when it
+    /// is free, else a pooled one.
     pub(crate) async fn read(&self) -> Result<Session, StoreError> {
+        let held = match (&self.reader, &self.pool) {
+            (Reader::Sqlite(slot), Pool::Sqlite(p)) => self
+                .lease(slot, async || Ok(p.acquire().await?.detach()))
+                .await?
+                .map(Inner::SqliteHeld),
+            (Reader::Postgres(slot), Pool::Postgres(p)) => self
+                .lease(slot, async || Ok(p.acquire().await?.detach()))
+                .await?
+                .map(Inner::PgHeld),
+            _ => None,
+        };
+        if let Some(inner) = held {
+            return Ok(Session {
+                inner,
+                _guard: None,
+            });
+        }
         let inner = match &self.pool {
             Pool::Sqlite(p) => Inner::SqliteConn(p.acquire().await.map_err(|e| self.err(e))?),
             Pool::Postgres(p) => Inner::PgConn(p.acquire().await.map_err(|e| self.err(e))?),
@@ -309,6 +486,8 @@ enum Inner {
     PgTx(Transaction<'static, Postgres>),
     SqliteConn(PoolConnection<Sqlite>),
     PgConn(PoolConnection<Postgres>),
+    SqliteHeld(Lease<SqliteConnection>),
+    PgHeld(Lease<PgConnection>),
 }
 
 /// A connection or a transaction on which statements run.
@@ -343,8 +522,38 @@ macro_rules! run {
                 .await
                 .map(Rows::postgres)
                 .map_err(|e| DbError::new(dialect, e)),
+            Inner::SqliteHeld(held) => {
+                held.in_flight = true;
+                let result = bind_all(sqlx::query(text), $args)
+                    .$method(&mut held.conn)
+                    .await;
+                held.finished(dialect, result.as_ref().err());
+                result
+                    .map(Rows::sqlite)
+                    .map_err(|e| DbError::new(dialect, e))
+            }
+            Inner::PgHeld(held) => {
+                held.in_flight = true;
+                let result = bind_all(sqlx::query(text), $args)
+                    .$method(&mut held.conn)
+                    .await;
+                held.finished(dialect, result.as_ref().err());
+                result
+                    .map(Rows::postgres)
+                    .map_err(|e| DbError::new(dialect, e))
+            }
         }
     }};
+}
+
+impl<C> Held<C> {
+    /// Records that a statement ran to its end, with `error` if it failed.
+    fn finished(&mut self, dialect: Dialect, error: Option<&sqlx::Error>) {
+        self.in_flight = false;
+        if error.is_some_and(|e| is_temporary(dialect, e)) {
+            self.broken = true;
+        }
+    }
 }
 
 /// Converts what a sqlx query method returns into this module's types.
@@ -383,8 +592,8 @@ impl Rows<Vec<SqliteRow>, Vec<PgRow>> for Vec<Row> {
 impl Session {
     pub(crate) fn dialect(&self) -> Dialect {
         match self.inner {
-            Inner::SqliteTx(_) | Inner::SqliteConn(_) => Dialect::Sqlite,
-            Inner::PgTx(_) | Inner::PgConn(_) => Dialect::Postgres,
+            Inner::SqliteTx(_) | Inner::SqliteConn(_) | Inner::SqliteHeld(_) => Dialect::Sqlite,
+            Inner::PgTx(_) | Inner::PgConn(_) | Inner::PgHeld(_) => Dialect::Postgres,
         }
     }
 
@@ -445,7 +654,9 @@ impl Session {
         let result = match self.inner {
             Inner::SqliteTx(tx) => tx.commit().await,
             Inner::PgTx(tx) => tx.commit().await,
-            Inner::SqliteConn(_) | Inner::PgConn(_) => Ok(()),
+            Inner::SqliteConn(_) | Inner::PgConn(_) | Inner::SqliteHeld(_) | Inner::PgHeld(_) => {
+                Ok(())
+            }
         };
         result.map_err(|e| classify(dialect, e))
     }

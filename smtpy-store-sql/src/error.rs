@@ -48,7 +48,18 @@ impl From<DbError> for StoreError {
 
 /// Maps a sqlx error to the semantic store error.
 pub(crate) fn classify(dialect: Dialect, e: sqlx::Error) -> StoreError {
-    let temporary = match &e {
+    if is_temporary(dialect, &e) {
+        StoreError::unavailable(e)
+    } else {
+        StoreError::backend(dialect.name(), e)
+    }
+}
+
+/// Whether `e` is a failure of the connection or of a lock rather than of
+/// the statement: reported as `Unavailable`, and a connection that saw one
+/// is not trusted with the next statement.
+pub(crate) fn is_temporary(dialect: Dialect, e: &sqlx::Error) -> bool {
+    match e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
@@ -74,11 +85,6 @@ pub(crate) fn classify(dialect: Dialect, e: sqlx::Error) -> StoreError {
             }),
         },
         _ => false,
-    };
-    if temporary {
-        StoreError::unavailable(e)
-    } else {
-        StoreError::backend(dialect.name(), e)
     }
 }
 

@@ -34,17 +34,27 @@ struct Embedded {
 
 /// Every migration, in version order. Add new ones at the end; never edit
 /// one that has shipped (its checksum is recorded where it was applied).
-const MIGRATIONS: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "init",
-    sqlite_up: include_str!("../migrations/sqlite/0001_init.up.sql"),
-    sqlite_down: include_str!("../migrations/sqlite/0001_init.down.sql"),
-    postgres_up: include_str!("../migrations/postgres/0001_init.up.sql"),
-    postgres_down: include_str!("../migrations/postgres/0001_init.down.sql"),
-}];
+const MIGRATIONS: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "init",
+        sqlite_up: include_str!("../migrations/sqlite/0001_init.up.sql"),
+        sqlite_down: include_str!("../migrations/sqlite/0001_init.down.sql"),
+        postgres_up: include_str!("../migrations/postgres/0001_init.up.sql"),
+        postgres_down: include_str!("../migrations/postgres/0001_init.down.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "queue",
+        sqlite_up: include_str!("../migrations/sqlite/0002_queue.up.sql"),
+        sqlite_down: include_str!("../migrations/sqlite/0002_queue.down.sql"),
+        postgres_up: include_str!("../migrations/postgres/0002_queue.up.sql"),
+        postgres_down: include_str!("../migrations/postgres/0002_queue.down.sql"),
+    },
+];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 1;
+pub const LATEST_VERSION: i64 = 2;
 
 /// The table recording which migrations are applied.
 pub const MIGRATIONS_TABLE: &str = "_smtpy_migrations";

@@ -4,11 +4,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use smtpy_core::StoreError;
+use sqlx::Connection;
+use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::SqlStore;
-use crate::db::{Db, Dialect, Pool, classify};
+use crate::db::{Db, Dialect, PING_IF_IDLE_FOR, Pool, classify};
 
 /// Connection-pool and dialect settings for [`SqlStore`], as a consuming
 /// builder (like sqlx's `PoolOptions`).
@@ -34,6 +36,9 @@ pub struct SqlStoreOptions {
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
     busy_timeout: Duration,
+    mmap_size: u64,
+    cache_size_kib: u32,
+    read_connection: bool,
     schema: Option<String>,
     migrate: bool,
 }
@@ -60,6 +65,9 @@ impl SqlStoreOptions {
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             busy_timeout: Duration::from_secs(5),
+            mmap_size: 256 << 20,
+            cache_size_kib: 16 << 10,
+            read_connection: true,
             schema: None,
             migrate: true,
         }
@@ -71,7 +79,9 @@ impl SqlStoreOptions {
     /// this process queue on an in-process lock), and in WAL mode a few
     /// connections are enough to let readers run beside it; 10 on
     /// PostgreSQL (sqlx's default) — size it so that `instances ×
-    /// max_connections` stays under the server's `max_connections`.
+    /// (max_connections + 1)` stays under the server's `max_connections`
+    /// (the one more is the connection kept for reads, see
+    /// [`read_connection`](Self::read_connection)).
     /// An in-memory SQLite database always uses exactly one connection, since
     /// each connection would otherwise see its own private database.
     #[must_use]
@@ -82,8 +92,9 @@ impl SqlStoreOptions {
 
     /// Connections kept open even when idle.
     ///
-    /// Default: 0 — an idle service holds no server connections; the first
-    /// request after a quiet period pays for one connect.
+    /// Default: 0 — an idle service holds no pooled connections (only the
+    /// one kept for reads, see [`read_connection`](Self::read_connection));
+    /// a write after a quiet period pays for one connect.
     #[must_use]
     pub fn min_connections(mut self, min: u32) -> Self {
         self.min_connections = min;
@@ -140,6 +151,62 @@ impl SqlStoreOptions {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// SQLite only: how many bytes of the database file each connection
+    /// maps into memory (`PRAGMA mmap_size`); `0` turns memory-mapped reads
+    /// off.
+    ///
+    /// Default: 256 MiB — reads of mapped pages skip a system call and a
+    /// copy each, which is most of a lookup's time in SQLite on a large
+    /// table. The mapping is shared with the operating system's page cache
+    /// (it costs address space, not memory) and is used for reads only:
+    /// writes and their durability are unchanged. The caveat (see SQLite's
+    /// documentation of memory-mapped I/O): an I/O error while reading a
+    /// mapped page ends the process with `SIGBUS` instead of failing the
+    /// call; set `0` on storage where read errors are expected.
+    #[must_use]
+    pub fn sqlite_mmap_size(mut self, bytes: u64) -> Self {
+        self.mmap_size = bytes;
+        self
+    }
+
+    /// SQLite only: the page cache of each connection, in KiB
+    /// (`PRAGMA cache_size = -kib`).
+    ///
+    /// Default: 16 MiB (SQLite's is 2 MiB) — enough for the inner pages of
+    /// the alias indexes of a few million aliases, so a lookup reads only
+    /// leaf pages. Each connection of the pool has its own cache, so the
+    /// worst case is this times [`max_connections`](Self::max_connections)
+    /// plus one (see [`read_connection`](Self::read_connection)).
+    #[must_use]
+    pub fn sqlite_cache_size_kib(mut self, kib: u32) -> Self {
+        self.cache_size_kib = kib;
+        self
+    }
+
+    /// Whether to keep one connection out of the pool for reads.
+    ///
+    /// Default: `true` — a read through the pool costs more than its
+    /// statement: sqlx checks each connection it takes back with a ping (a
+    /// round trip to the SQLite worker thread or to the server, on a
+    /// spawned task), CPU spent beside every lookup of the mail path. Reads
+    /// use the kept connection when it is free and the pool when it is
+    /// busy (concurrent reads). It runs in autocommit mode like a pooled
+    /// one, so every statement sees the latest committed data: nothing is
+    /// cached. It is replaced after an error of the connection and after
+    /// [`max_lifetime`](Self::max_lifetime); after more than a second
+    /// unused (or an interrupted statement) it is pinged before use, and
+    /// replaced if that fails. It is one connection more than
+    /// [`max_connections`](Self::max_connections), opened at the first read
+    /// and kept — also through idle periods: [`idle_timeout`](Self::idle_timeout)
+    /// applies to the pool — until [`SqlStore::close`]. An in-memory SQLite
+    /// database, whose only connection is the database, never keeps one.
+    /// `false` sends every read through the pool.
+    #[must_use]
+    pub fn read_connection(mut self, keep: bool) -> Self {
+        self.read_connection = keep;
         self
     }
 
@@ -202,18 +269,22 @@ impl SqlStoreOptions {
             entity: "database url",
             reason: e.to_string(),
         };
+        let in_memory = dialect == Dialect::Sqlite && is_sqlite_memory(url);
         let pool = match dialect {
             Dialect::Sqlite => {
-                let in_memory = is_sqlite_memory(url);
                 let mut connect = SqliteConnectOptions::from_str(url)
                     .map_err(invalid)?
                     .foreign_keys(true)
                     .busy_timeout(self.busy_timeout)
-                    .synchronous(SqliteSynchronous::Full);
+                    .synchronous(SqliteSynchronous::Full)
+                    .pragma("mmap_size", self.mmap_size.to_string())
+                    .pragma("cache_size", format!("-{}", self.cache_size_kib));
                 if !in_memory {
                     connect = connect.journal_mode(SqliteJournalMode::Wal);
                 }
                 let mut pool = SqlitePoolOptions::new()
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
                     .acquire_timeout(self.acquire_timeout)
                     .min_connections(self.min_connections);
                 pool = if in_memory {
@@ -239,6 +310,8 @@ impl SqlStoreOptions {
                     connect = connect.options([("search_path", schema.as_str())]);
                 }
                 let pool = PgPoolOptions::new()
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
                     .max_connections(self.max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS))
                     .min_connections(self.min_connections)
                     .acquire_timeout(self.acquire_timeout)
@@ -254,7 +327,12 @@ impl SqlStoreOptions {
             }
         };
         let store = SqlStore::from_db(
-            Db::new(pool, self.acquire_timeout),
+            Db::new(
+                pool,
+                self.acquire_timeout,
+                self.max_lifetime.filter(|_| !in_memory),
+                self.read_connection && !in_memory,
+            ),
             self.schema.filter(|_| dialect == Dialect::Postgres),
         );
         if self.migrate {
@@ -262,6 +340,20 @@ impl SqlStoreOptions {
         }
         Ok(store)
     }
+}
+
+/// The pool's check of a connection before handing it out: sqlx's default
+/// (`test_before_acquire`) pings every time, a round trip per statement on
+/// the mail path; the pool already pings each connection when it takes it
+/// back, so only one that has sat idle since is pinged again.
+async fn ping_if_idle<C: Connection>(
+    conn: &mut C,
+    meta: PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    if meta.idle_for > PING_IF_IDLE_FOR {
+        conn.ping().await?;
+    }
+    Ok(true)
 }
 
 /// `CREATE SCHEMA IF NOT EXISTS`, tolerating a concurrent creation: two

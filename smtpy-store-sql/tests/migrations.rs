@@ -21,6 +21,8 @@ const SMTPY_TABLES: &[&str] = &[
     "domains",
     "invitations",
     "mailboxes",
+    "queue",
+    "queue_bodies",
     "rate_limits",
     "rules",
     "sessions",

@@ -68,3 +68,29 @@ async fn stores_in_different_schemas_do_not_see_each_other() {
         .expect("current schema");
     assert_eq!(Some(schema.as_str()), a.schema());
 }
+
+/// The connection kept for reads sees another instance's commit at once,
+/// and closing the store closes it too.
+#[tokio::test]
+async fn the_kept_reader_reads_the_latest_commit_and_closes() {
+    let Some(reader) = common::new_postgres_store().await else {
+        return;
+    };
+    let url = common::postgres_url().expect("set, since the store exists");
+    let writer = SqlStoreOptions::new()
+        .schema(reader.schema().expect("schema"))
+        .read_connection(false)
+        .connect(&url)
+        .await
+        .expect("second instance");
+    for n in 0..20 {
+        assert_eq!(reader.count_users().await.expect("count"), n);
+        writer.create_user(&user()).await.expect("create");
+    }
+    writer.close().await;
+    tokio::time::timeout(Duration::from_secs(10), reader.close())
+        .await
+        .expect("close returns");
+    let err = reader.count_users().await.expect_err("closed store");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+}

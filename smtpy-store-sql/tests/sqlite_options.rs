@@ -144,3 +144,59 @@ async fn urls_of_other_schemes_are_invalid() {
         .expect_err("not supported");
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn read_pragmas_are_applied() {
+    let store = common::new_sqlite_store().await;
+    // 256 MiB memory-mapped, 16 MiB page cache (negative: KiB).
+    assert_eq!(pragma_int(&store, "mmap_size").await, 256 << 20);
+    assert_eq!(pragma_int(&store, "cache_size").await, -(16 << 10));
+    let dir = common::temp_dir();
+    let tuned = SqlStoreOptions::new()
+        .sqlite_mmap_size(0)
+        .sqlite_cache_size_kib(2000)
+        .connect(&common::sqlite_url(&dir))
+        .await
+        .expect("connect");
+    assert_eq!(pragma_int(&tuned, "mmap_size").await, 0);
+    assert_eq!(pragma_int(&tuned, "cache_size").await, -2000);
+    tuned.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The connection kept for reads reads the latest commit, also one made
+/// by another process, at once: nothing is cached.
+#[tokio::test]
+async fn the_kept_reader_sees_other_writers_at_once() {
+    let dir = common::temp_dir();
+    let url = common::sqlite_url(&dir);
+    let reader = SqlStore::connect(&url).await.expect("reader");
+    let writer = SqlStoreOptions::new()
+        .read_connection(false)
+        .connect(&url)
+        .await
+        .expect("writer");
+    for n in 0..20 {
+        assert_eq!(reader.count_users().await.expect("count"), n);
+        writer
+            .create_user(&user(200 + n as u32))
+            .await
+            .expect("create");
+        assert_eq!(writer.count_users().await.expect("count"), n + 1);
+    }
+    reader.close().await;
+    writer.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn closing_releases_the_kept_reader() {
+    let store = common::new_sqlite_store().await;
+    // A read opens the kept connection; closing must not wait for it.
+    assert_eq!(store.count_users().await.expect("count"), 0);
+    tokio::time::timeout(Duration::from_secs(10), store.close())
+        .await
+        .expect("close returns");
+    let err = store.count_users().await.expect_err("closed store");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+}

@@ -19,7 +19,8 @@ macro_rules! domain_columns {
     };
 }
 
-/// `SELECT` of domains with their default mailboxes folded into one column.
+/// `SELECT` of domains with their ordered default mailboxes folded into one
+/// column (see [`Row::uuid_list`](crate::db::Row)).
 macro_rules! domain_select {
     (sqlite) => {
         concat!(
@@ -34,9 +35,8 @@ macro_rules! domain_select {
         concat!(
             "SELECT ",
             domain_columns!(),
-            ", (SELECT string_agg(m.mailbox_id::text, ',' ORDER BY m.position) \
-             FROM domain_default_mailboxes m WHERE m.domain_id = d.id) AS default_mailbox_ids \
-             FROM domains d"
+            ", ARRAY(SELECT m.mailbox_id FROM domain_default_mailboxes m \
+             WHERE m.domain_id = d.id ORDER BY m.position) AS default_mailbox_ids FROM domains d"
         )
     };
     ($tail:literal) => {

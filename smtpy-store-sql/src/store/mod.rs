@@ -10,6 +10,7 @@ mod contacts;
 mod credentials;
 mod domains;
 mod mailboxes;
+pub(crate) mod queue;
 mod rate_limit;
 mod rules;
 mod usage;
@@ -21,7 +22,7 @@ use smtpy_core::{Store, StoreError, StoreResult};
 use uuid::Uuid;
 
 use crate::SqlStore;
-use crate::db::{Arg, Dialect, Session, Sql, args};
+use crate::db::{Arg, DbError, Dialect, Row, Session, Sql, args};
 
 #[async_trait]
 impl Store for SqlStore {
@@ -166,6 +167,110 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// Most keys of one `IN (…)` list in [`fetch_in`].
+const IN_KEYS: usize = 4096;
+
+/// Statement sizes for `n` rows of a multi-row statement: as many full
+/// chunks of `max` rows as fit, then the rest as descending powers of two
+/// (1300 rows at most 512 → 512, 512, 256, 16, 4).
+///
+/// Each size is a distinct statement, prepared and cached once per
+/// connection; cutting the rest into powers of two keeps the number of
+/// shapes (and so of cached statements) logarithmic instead of one per batch
+/// size. `max` must be a power of two.
+pub(crate) fn chunk_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
+    debug_assert!(max.is_power_of_two());
+    let full = n / max;
+    let rest = n % max;
+    let mut bit = max;
+    std::iter::repeat_n(max, full).chain(std::iter::from_fn(move || {
+        while bit > 1 {
+            bit /= 2;
+            if rest & bit != 0 {
+                return Some(bit);
+            }
+        }
+        None
+    }))
+}
+
+/// `(…), (…)`: `rows` tuples of `cols` placeholders each, for a multi-row
+/// `VALUES`, numbered from `$1` on PostgreSQL.
+///
+/// SQLite gets anonymous `?`s (bound in order): it keeps the names of
+/// `$N` parameters in a list that is scanned linearly for each one, once
+/// when the statement is prepared and again — through
+/// `sqlite3_bind_parameter_name` — each time sqlx binds it, which makes a
+/// statement of thousands of `$N`s cost quadratic time.
+pub(crate) fn values_tuples(dialect: Dialect, cols: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 8);
+    let mut n = 1;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..cols {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            push_param(&mut sql, dialect, n);
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `?` on SQLite, `$n` on PostgreSQL (see [`values_tuples`]).
+fn push_param(sql: &mut String, dialect: Dialect, n: usize) {
+    match dialect {
+        Dialect::Sqlite => sql.push('?'),
+        Dialect::Postgres => {
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+    }
+}
+
+/// Every row of `{head} IN (…){tail}` over `keys`, in chunks of at most
+/// [`IN_KEYS`] keys (under SQLite's limit of 32,766 bound parameters;
+/// placeholders as in [`values_tuples`]).
+///
+/// Each chunk is padded to a power of two by repeating its last key (a
+/// repeated key changes nothing in an `IN` list), so a batch of any size
+/// uses a few statement shapes only (see [`chunk_sizes`]). `head` must not
+/// bind parameters.
+pub(crate) async fn fetch_in(
+    s: &mut Session,
+    head: &str,
+    tail: &str,
+    keys: &[Arg],
+) -> Result<Vec<Row>, DbError> {
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(IN_KEYS) {
+        let Some(last) = chunk.last() else {
+            continue;
+        };
+        let padded = chunk.len().next_power_of_two();
+        let mut args = chunk.to_vec();
+        args.resize(padded, last.clone());
+        let mut sql = String::with_capacity(head.len() + tail.len() + padded * 7 + 8);
+        sql.push_str(head);
+        sql.push_str(" IN (");
+        for n in 1..=padded {
+            if n > 1 {
+                sql.push_str(", ");
+            }
+            push_param(&mut sql, s.dialect(), n);
+        }
+        sql.push(')');
+        sql.push_str(tail);
+        rows.extend(s.fetch_all(sql, args).await?);
+    }
+    Ok(rows)
+}
+
 /// Substring test: `instr` on SQLite, `strpos` on PostgreSQL.
 pub(crate) fn contains_fn(dialect: Dialect) -> &'static str {
     match dialect {
@@ -191,5 +296,31 @@ mod tests {
         );
         assert_eq!(args.len(), 2);
         assert_eq!(placeholders(3, 3), "$3, $4, $5");
+    }
+
+    #[test]
+    fn chunk_sizes_are_full_chunks_then_powers_of_two() {
+        let sizes = |n, max| chunk_sizes(n, max).collect::<Vec<_>>();
+        assert_eq!(sizes(0, 512), Vec::<usize>::new());
+        assert_eq!(sizes(1, 512), vec![1]);
+        assert_eq!(sizes(512, 512), vec![512]);
+        assert_eq!(sizes(1300, 512), vec![512, 512, 256, 16, 4]);
+        assert_eq!(
+            sizes(1023, 512),
+            vec![512, 256, 128, 64, 32, 16, 8, 4, 2, 1]
+        );
+        assert_eq!(sizes(7, 1), vec![1; 7]);
+        for n in 0..2000 {
+            assert_eq!(chunk_sizes(n, 256).sum::<usize>(), n);
+        }
+    }
+
+    #[test]
+    fn values_tuples_number_placeholders_row_by_row() {
+        assert_eq!(
+            values_tuples(Dialect::Postgres, 3, 2),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(values_tuples(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
 }
