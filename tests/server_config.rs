@@ -52,7 +52,10 @@ fn environment_overrides_the_file() {
         Some("hostname = \"mx.file.test\"\n[smtp]\nmax_recipients = 10\n"),
         &[
             ("SMTPY_SMTP__MAX_RECIPIENTS", "42"),
-            ("SMTPY_SMTP__LISTEN", "[\"127.0.0.1:2600\", \"127.0.0.1:2601\"]"),
+            (
+                "SMTPY_SMTP__LISTEN",
+                "[\"127.0.0.1:2600\", \"127.0.0.1:2601\"]",
+            ),
             ("SMTPY_DELIVERY__RETRY", "[\"1s\", \"5m\"]"),
             ("SMTPY_TEST_SOMETHING_ELSE", "ignored"),
         ],
@@ -61,7 +64,10 @@ fn environment_overrides_the_file() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("max_recipients: 42"), "{out}");
     assert!(out.contains("127.0.0.1:2601"), "{out}");
-    assert!(out.contains("mx.file.test"), "file values stay where not overridden: {out}");
+    assert!(
+        out.contains("mx.file.test"),
+        "file values stay where not overridden: {out}"
+    );
     assert!(out.contains("300s"), "durations parsed: {out}");
 }
 
@@ -69,20 +75,41 @@ fn environment_overrides_the_file() {
 fn bad_values_exit_2_naming_the_key() {
     let cases: &[(&str, &[(&str, &str)], &str)] = &[
         ("[smtp]\nmax_recipients = 0\n", &[], "smtp.max_recipients"),
-        ("[smtp]\nlisten = [\"not-an-address\"]\n", &[], "smtp.listen"),
+        (
+            "[smtp]\nlisten = [\"not-an-address\"]\n",
+            &[],
+            "smtp.listen",
+        ),
         ("[delivery]\nretry = [\"soon\"]\n", &[], "delivery.retry"),
         ("[delivery]\nexpire = \"5 days\"\n", &[], "delivery.expire"),
         ("[delivery]\nrelay = \"ftp://x:1\"\n", &[], "delivery.relay"),
         ("[store]\nurl = \"mysql://x\"\n", &[], "store.url"),
-        ("[smtp]\nunknown_key = 1\n", &[], "unknown field `unknown_key`"),
+        (
+            "[smtp]\nunknown_key = 1\n",
+            &[],
+            "unknown field `unknown_key`",
+        ),
         ("hostname = \"bad host\"\n", &[], "hostname"),
         ("[tls]\ncert_file = \"c.pem\"\n", &[], "tls.cert_file"),
         ("this is not toml", &[], "not valid TOML"),
-        ("", &[("SMTPY_SMTP__MAX_MESSAGE_SIZE", "12")], "smtp.max_message_size"),
+        (
+            "",
+            &[("SMTPY_SMTP__MAX_MESSAGE_SIZE", "12")],
+            "smtp.max_message_size",
+        ),
     ];
     for (config, env, key) in cases {
         let o = check(Some(config), env);
-        assert_eq!(o.status.code(), Some(2), "{config:?} {env:?} should be refused: {}", stderr(&o));
-        assert!(stderr(&o).contains(key), "{config:?}: message should name {key:?}: {}", stderr(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{config:?} {env:?} should be refused: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(key),
+            "{config:?}: message should name {key:?}: {}",
+            stderr(&o)
+        );
     }
 }

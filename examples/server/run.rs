@@ -57,10 +57,29 @@ pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Queu
             store as Arc<dyn QueueStore>,
         ));
     }
-    // SQL_QUEUE_PENDING: the SQL backend's queue lands separately.
-    Err(Failure::Usage(format!(
-        "store.url: {url:?}: the SQL store cannot hold the mail queue yet; use redb://"
-    )))
+    // SQLite or PostgreSQL: one store for everything, the queue included.
+    // A SQLite file is created on first start unless the URL says otherwise.
+    let url = if url.starts_with("sqlite:") && !url.contains("mode=") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    let store = Arc::new(
+        smtpy_store_sql::SqlStore::connect(&url)
+            .await
+            .map_err(|e| {
+                let message = format!("store.url: cannot open {}: {e}", redact(&url));
+                match e {
+                    smtpy::core::StoreError::Invalid { .. } => Failure::Usage(message),
+                    _ => Failure::Runtime(message),
+                }
+            })?,
+    );
+    Ok((
+        store.clone() as Arc<dyn Store>,
+        store as Arc<dyn QueueStore>,
+    ))
 }
 
 /// The SRS key: from `srs.secret_file`, or generated once into the data

@@ -45,7 +45,7 @@ use row::{ENTITY, NewMessage, body_column, insert, lease_token, message_from_row
 use super::{Where, not_found};
 use crate::SqlStore;
 use crate::codec::json_text;
-use crate::db::{Dialect, Session, Sql, args};
+use crate::db::{Arg, Dialect, Session, Sql, args};
 
 const fn lease_lost() -> StoreError {
     StoreError::Conflict {
@@ -177,11 +177,7 @@ async fn lost_or_gone(s: &mut Session, id: MessageId) -> StoreError {
 }
 
 /// Runs a single-row operator update (`$1` is the id); `NotFound` if no row.
-async fn update_one(
-    store: &SqlStore,
-    sql: &'static str,
-    args: Vec<crate::db::Arg>,
-) -> StoreResult<()> {
+async fn update_one(store: &SqlStore, sql: &'static str, args: Vec<Arg>) -> StoreResult<()> {
     let mut s = store.db.write_one().await?;
     if s.execute(sql, args).await? == 0 {
         return Err(not_found(ENTITY));
@@ -344,8 +340,13 @@ impl QueueStore for SqlStore {
         let mut s = self.db.read().await?;
         let row = s
             .fetch_optional(
-                "SELECT COUNT(*) AS depth, COUNT(*) FILTER (WHERE held) AS held, \
-                 MIN(received_at) AS oldest FROM queue",
+                // Three subqueries so each uses its index: the held count
+                // reads `queue_due`'s held entries only, the oldest one
+                // `queue_received` entry; the depth is a count of the
+                // smallest index.
+                "SELECT (SELECT COUNT(*) FROM queue) AS depth, \
+                 (SELECT COUNT(*) FROM queue WHERE held = TRUE) AS held, \
+                 (SELECT MIN(received_at) FROM queue) AS oldest",
                 args![],
             )
             .await?

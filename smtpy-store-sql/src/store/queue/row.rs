@@ -6,6 +6,7 @@ use std::sync::Arc;
 use smtpy_core::StoreResult;
 use smtpy_core::ids::{MessageId, UserId};
 use smtpy_core::model::{LeaseToken, QueuedMessage};
+use uuid::Uuid;
 
 use crate::codec::{enum_text, json_text};
 use crate::db::{Arg, DbError, Dialect, Row, Session, args};
@@ -39,14 +40,30 @@ pub(crate) use body_column;
 /// before any lock is taken) and its body copied once into the argument.
 #[derive(Debug)]
 pub(crate) struct NewMessage {
-    row: Vec<Arg>,
-    body: Vec<u8>,
+    pub(crate) id: Uuid,
+    /// The values of [`insert_columns!`], in order.
+    pub(crate) row: Vec<Arg>,
+    pub(crate) body: Vec<u8>,
 }
+
+/// The columns an insert into `queue` writes, [`NewMessage::row`]'s order
+/// (the lease starts empty).
+macro_rules! insert_columns {
+    () => {
+        "id, kind, reverse_path, original_sender, recipients, owner_id, received_at, \
+         next_attempt_at, expires_at, attempts, held, correlation_id"
+    };
+}
+pub(crate) use insert_columns;
+
+/// How many columns [`insert_columns!`] names.
+pub(crate) const INSERT_COLUMNS: usize = 12;
 
 impl NewMessage {
     /// Encodes `m`; `Invalid` if a value cannot be stored.
     pub(crate) fn new(m: &QueuedMessage) -> StoreResult<Self> {
         Ok(Self {
+            id: *m.id.as_uuid(),
             row: args![
                 *m.id.as_uuid(),
                 enum_text(&m.kind, ENTITY)?,
@@ -78,37 +95,35 @@ impl NewMessage {
 /// On PostgreSQL both rows go in one statement (one round trip): the body's
 /// `INSERT` reads the id the row's `INSERT` returned.
 pub(crate) async fn insert(s: &mut Session, m: NewMessage) -> Result<bool, DbError> {
-    const ROW: &str = "INSERT INTO queue (id, kind, reverse_path, original_sender, recipients, \
-         owner_id, received_at, next_attempt_at, expires_at, attempts, held, correlation_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
-    let NewMessage { mut row, body } = m;
+    let NewMessage { id, mut row, body } = m;
     match s.dialect() {
         Dialect::Sqlite => {
-            let id = row[0].clone();
+            const ROW: &str = concat!(
+                "INSERT INTO queue (",
+                insert_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (id) DO NOTHING"
+            );
             if s.execute(ROW, row).await? == 0 {
                 return Ok(false);
             }
             s.execute(
                 "INSERT INTO queue_bodies (id, body) VALUES ($1, $2)",
-                vec![id, Arg::from(body)],
+                args![id, body],
             )
             .await?;
             Ok(true)
         }
         Dialect::Postgres => {
             row.push(Arg::from(body));
-            let inserted = s
-                .execute(
-                    "WITH m AS (INSERT INTO queue (id, kind, reverse_path, original_sender, \
-                     recipients, owner_id, received_at, next_attempt_at, expires_at, attempts, \
-                     held, correlation_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (id) DO NOTHING RETURNING id) \
-                     INSERT INTO queue_bodies (id, body) SELECT id, $13 FROM m",
-                    row,
-                )
-                .await?;
-            Ok(inserted > 0)
+            const BOTH: &str = concat!(
+                "WITH m AS (INSERT INTO queue (",
+                insert_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id) \
+                 INSERT INTO queue_bodies (id, body) SELECT id, $13 FROM m"
+            );
+            Ok(s.execute(BOTH, row).await? > 0)
         }
     }
 }
