@@ -69,6 +69,7 @@ struct RawSmtp {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
+    cache_size: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +138,7 @@ pub struct Config {
     pub max_recipients: usize,
     pub postmaster: Option<EmailAddress>,
     pub store_url: String,
+    pub store_cache_size: usize,
     pub relay: Relay,
     pub relay_username: Option<String>,
     pub relay_password_file: Option<PathBuf>,
@@ -324,6 +326,13 @@ impl Config {
             ));
         }
 
+        let store_cache_size = raw.store.cache_size.unwrap_or(32 * 1024 * 1024);
+        if !(1024 * 1024..=1 << 40).contains(&store_cache_size) {
+            return Err(err(
+                "store.cache_size",
+                "must be at least 1048576 bytes; example: cache_size = 33554432",
+            ));
+        }
         let relay = match raw.delivery.relay.as_deref() {
             None | Some("") => Relay::Mx,
             Some(url) => parse_relay(url)?,
@@ -421,6 +430,7 @@ impl Config {
             max_recipients: max_recipients as usize,
             postmaster,
             store_url,
+            store_cache_size: store_cache_size as usize,
             relay,
             relay_username: raw.delivery.relay_username,
             relay_password_file: raw.delivery.relay_password_file.map(PathBuf::from),

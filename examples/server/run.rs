@@ -44,7 +44,10 @@ pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Queu
                 ))
             })?;
         }
-        let store = Arc::new(smtpy::redb::RedbStore::open(&path).map_err(|e| match e {
+        let store = Arc::new(smtpy::redb::RedbStore::builder()
+                .cache_size(config.store_cache_size)
+                .open(&path)
+                .map_err(|e| match e {
             smtpy::redb::OpenError::AlreadyOpen => Failure::Runtime(format!(
                 "store.url: {} is in use by another process (a running server?): a redb store \
                  belongs to one process, so stop the server first, or use the SQL store",

@@ -21,7 +21,7 @@ use crate::address::EmailAddress;
 use crate::model::{Alias, DisabledReply, Mailbox, UserStatus};
 use crate::reply::Reply;
 use crate::srs::Srs;
-use crate::store::Store;
+use crate::store::{Access, Store};
 use crate::time::Timestamp;
 use crate::{StoreError, StoreResult};
 
@@ -159,15 +159,24 @@ impl<'a> Router<'a> {
                 _ => Err(Reply::UNKNOWN_RECIPIENT.into()),
             };
         }
-        let owned = self.store.list_mailboxes(alias.owner).await.map_err(temp)?;
-        let mut mailboxes = Vec::with_capacity(alias.mailboxes.len());
+        // Only the alias's own mailboxes, by id: an owner may have thousands.
+        let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(alias.mailboxes.len());
         for id in &alias.mailboxes {
-            if let Some(m) = owned.iter().find(|m| m.id == *id && m.can_receive())
+            let m = match self
+                .store
+                .get_mailbox(Access::Owner(alias.owner), *id)
+                .await
+            {
+                Ok(m) => m,
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(temp(e)),
+            };
+            if m.can_receive()
                 && !mailboxes
                     .iter()
-                    .any(|x: &Mailbox| x.address.canonical() == m.address.canonical())
+                    .any(|x| x.address.canonical() == m.address.canonical())
             {
-                mailboxes.push(m.clone());
+                mailboxes.push(m);
             }
         }
         if mailboxes.is_empty() {

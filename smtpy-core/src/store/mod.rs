@@ -44,7 +44,7 @@ use crate::model::{
 use crate::time::{Day, Timestamp};
 
 mod queue;
-pub use queue::{QueueStats, QueueStore};
+pub use queue::{Completion, QueueStats, QueueStore};
 
 /// Whose rows a call may see and change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreResult;
 use crate::ids::MessageId;
 use crate::model::{LeaseToken, Leased, QueuedMessage};
+
+/// One attempt's outcome, for [`QueueStore::complete_attempts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The lease the attempt ran under.
+    pub token: LeaseToken,
+    /// The message with its recipients' new state.
+    pub message: QueuedMessage,
+    /// DSNs the attempt produced.
+    pub follow_ups: Vec<QueuedMessage>,
+}
 use crate::store::{Page, PageRequest};
 use crate::time::Timestamp;
 
@@ -64,6 +75,25 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
         message: &QueuedMessage,
         follow_ups: &[QueuedMessage],
     ) -> StoreResult<()>;
+
+    /// Records several attempts, each exactly as
+    /// [`complete_attempt`](Self::complete_attempt) would, with one result per
+    /// entry in order (a `Conflict` for one does not stop the others).
+    ///
+    /// Backends override this to record the whole batch in one commit — a
+    /// delivery worker finishing 32 messages then pays one fsync, not 32. The
+    /// outer error means nothing was recorded (the store failed). The
+    /// provided version calls `complete_attempt` for each entry.
+    async fn complete_attempts(&self, batch: &[Completion]) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for c in batch {
+            results.push(
+                self.complete_attempt(c.token, &c.message, &c.follow_ups)
+                    .await,
+            );
+        }
+        Ok(results)
+    }
 
     /// Gives a lease back unrecorded (shutdown): the message is due again at
     /// its `next_attempt_at`. Idempotent; `Ok` if the lease already lapsed.

@@ -282,6 +282,7 @@ macro_rules! queue_conformance_suite {
             queue_concurrent_leases_are_exclusive,
             queue_release_lease,
             queue_operator_actions,
+            queue_complete_attempts_batch,
         }
     };
 }

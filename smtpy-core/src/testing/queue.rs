@@ -383,3 +383,62 @@ pub async fn queue_operator_actions(store: &dyn QueueStore) {
         (0, 0, None)
     );
 }
+
+/// `complete_attempts` records each entry like `complete_attempt`: a stale
+/// lease in the batch is `Conflict` for that entry only.
+pub async fn queue_complete_attempts_batch(store: &dyn QueueStore) {
+    let a = new_message(1);
+    let b = new_message(1);
+    let c = new_message(1);
+    for m in [&a, &b, &c] {
+        store.enqueue(m).await.expect("enqueue");
+    }
+    let leased = store.lease_due(T0, LEASE, 10).await.expect("lease");
+    assert_eq!(leased.len(), 3);
+    let mut batch = Vec::new();
+    for l in leased {
+        let mut m = l.message.clone();
+        m.attempts = 1;
+        let token = if m.id == b.id {
+            crate::model::LeaseToken::new() // not b's lease
+        } else {
+            l.token
+        };
+        if m.id == a.id {
+            m.recipients[0].state = delivered();
+        } else {
+            m.next_attempt_at = t(30);
+        }
+        batch.push(crate::store::Completion {
+            token,
+            message: m,
+            follow_ups: Vec::new(),
+        });
+    }
+    let results = store.complete_attempts(&batch).await.expect("batch");
+    assert_eq!(results.len(), 3);
+    for (c_, r) in batch.iter().zip(results) {
+        if c_.message.id == b.id {
+            expect::conflict(r, "stale lease in a batch");
+        } else {
+            r.expect("recorded");
+        }
+    }
+    expect::not_found(store.get_queued(a.id).await, "a delivered");
+    assert_eq!(
+        store.get_queued(c.id).await.expect("c").next_attempt_at,
+        t(30)
+    );
+    assert_eq!(
+        store.get_queued(b.id).await.expect("b").attempts,
+        0,
+        "b untouched"
+    );
+    assert!(
+        store
+            .complete_attempts(&[])
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}

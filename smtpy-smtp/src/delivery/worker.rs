@@ -6,7 +6,7 @@ use smtpy_core::StoreError;
 use smtpy_core::dsn::{self, DsnAction, DsnRecipient, DsnRequest};
 use smtpy_core::ids::MessageId;
 use smtpy_core::model::{Leased, MessageKind, QueuedMessage, QueuedRecipient, RecipientState};
-use smtpy_core::store::QueueStore;
+use smtpy_core::store::{Completion, QueueStore};
 use smtpy_core::time::{Clock, Timestamp};
 use smtpy_core::transport::{Envelope, Transport};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -91,14 +91,19 @@ impl DeliveryWorker {
             let permit = Arc::clone(&limit).acquire_owned().await;
             tasks.spawn(async move {
                 let _permit = permit;
-                inner.deliver(lease).await;
+                inner.deliver(lease).await
             });
         }
+        let mut done = Vec::with_capacity(n);
         while let Some(joined) = tasks.join_next().await {
-            if let Err(e) = joined {
-                tracing::error!(error = %e, "delivery task panicked");
+            match joined {
+                Ok(completion) => done.push(completion),
+                // The lease lapses and the message is delivered again.
+                Err(e) => tracing::error!(error = %e, "delivery task panicked"),
             }
         }
+        // One call for the whole round: one commit on backends that batch.
+        self.inner.record(&done).await;
         Ok(n)
     }
 
@@ -131,7 +136,8 @@ impl DeliveryWorker {
 }
 
 impl Inner {
-    async fn deliver(&self, lease: Leased) {
+    /// Delivers one leased message and returns what to record.
+    async fn deliver(&self, lease: Leased) -> Completion {
         let Leased {
             mut message, token, ..
         } = lease;
@@ -143,8 +149,11 @@ impl Inner {
             .map(|(i, _)| i)
             .collect();
         if tried.is_empty() {
-            self.record(token, &message, &[]).await;
-            return;
+            return Completion {
+                token,
+                message,
+                follow_ups: Vec::new(),
+            };
         }
         let envelope = Envelope {
             reverse_path: message.reverse_path.clone(),
@@ -166,33 +175,41 @@ impl Inner {
             "delivery attempt"
         );
         let follow_ups: Vec<QueuedMessage> = self.dsn(&message, &failed, now).into_iter().collect();
-        self.record(token, &message, &follow_ups).await;
+        Completion {
+            token,
+            message,
+            follow_ups,
+        }
     }
 
-    async fn record(
-        &self,
-        token: smtpy_core::model::LeaseToken,
-        message: &QueuedMessage,
-        follow_ups: &[QueuedMessage],
-    ) {
-        match self
-            .store
-            .complete_attempt(token, message, follow_ups)
-            .await
-        {
-            Ok(()) => {
-                if !follow_ups.is_empty() {
+    async fn record(&self, done: &[Completion]) {
+        if done.is_empty() {
+            return;
+        }
+        match self.store.complete_attempts(done).await {
+            Ok(results) => {
+                for (c, r) in done.iter().zip(results) {
+                    match r {
+                        Ok(()) => {}
+                        Err(StoreError::Conflict { .. }) => tracing::warn!(
+                            message = %c.message.id,
+                            "lease lapsed during delivery; another worker owns the message now"
+                        ),
+                        Err(e) => tracing::error!(
+                            message = %c.message.id,
+                            error = %e,
+                            "cannot record the delivery outcome; the message will be retried when its lease lapses"
+                        ),
+                    }
+                }
+                if done.iter().any(|c| !c.follow_ups.is_empty()) {
                     self.wake.notify_one();
                 }
             }
-            Err(StoreError::Conflict { .. }) => tracing::warn!(
-                message = %message.id,
-                "lease lapsed during delivery; another worker owns the message now"
-            ),
             Err(e) => tracing::error!(
-                message = %message.id,
                 error = %e,
-                "cannot record the delivery outcome; the message will be retried when its lease lapses"
+                messages = done.len(),
+                "cannot record delivery outcomes; the messages will be retried when their leases lapse"
             ),
         }
     }

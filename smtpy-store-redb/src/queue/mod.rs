@@ -155,46 +155,31 @@ impl QueueStore for RedbStore {
         message: &QueuedMessage,
         follow_ups: &[QueuedMessage],
     ) -> StoreResult<()> {
-        let id = message.id.to_bytes();
-        let done = message.is_done();
-        let recipients = message.recipients.clone();
-        let (attempts, next_attempt_at) = (message.attempts, message.next_attempt_at);
-        let follow_ups = follow_ups
+        let prepared = PreparedCompletion::new(token, message, follow_ups)?;
+        self.write(move |tx| complete_in(tx, &prepared)).await
+    }
+
+    async fn complete_attempts(
+        &self,
+        batch: &[smtpy_core::store::Completion],
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let prepared = batch
             .iter()
-            .map(NewMessage::new)
+            .map(|c| PreparedCompletion::new(c.token, &c.message, &c.follow_ups))
             .collect::<Result<Vec<_>, _>>()?;
+        // One transaction, one commit: each entry's checks run before its
+        // writes, so a refused entry (Conflict, NotFound, AlreadyExists)
+        // writes nothing and the others proceed; a storage failure aborts all.
         self.write(move |tx| {
-            let mut row = queued_row(tx, &id)?;
-            let lease = load_lease(&*tx.queue_leases()?, &id)?;
-            if lease.map(|l| l.token) != Some(token) {
-                return Err(conflict(
-                    ENTITY,
-                    "the lease lapsed and another worker took the message",
-                ));
-            }
-            for (i, f) in follow_ups.iter().enumerate() {
-                if f.id == id
-                    || is_queued(tx, &f.id)?
-                    || follow_ups[..i].iter().any(|g| g.id == f.id)
-                {
-                    return Err(exists(ENTITY));
+            let mut results = Vec::with_capacity(prepared.len());
+            for p in &prepared {
+                match complete_in(tx, p) {
+                    Ok(()) => results.push(Ok(())),
+                    Err(Error::Store(e)) => results.push(Err(e)),
+                    Err(e) => return Err(e),
                 }
             }
-            if done {
-                remove_message(tx, id, &row, lease)?;
-            } else {
-                let before = row.due_at(lease);
-                row.recipients = Cow::Owned(recipients);
-                row.attempts = attempts;
-                row.next_attempt_at = next_attempt_at;
-                save_row(tx, id, &row)?;
-                tx.queue_leases()?.remove(&id)?;
-                move_due(tx, id, before, row.due_at(None))?;
-            }
-            for f in &follow_ups {
-                insert_message(tx, f)?;
-            }
-            Ok(())
+            Ok(results)
         })
         .await
     }
@@ -287,4 +272,69 @@ impl QueueStore for RedbStore {
         })
         .await
     }
+}
+
+/// A completion encoded outside the transaction.
+struct PreparedCompletion {
+    id: [u8; 16],
+    token: LeaseToken,
+    done: bool,
+    recipients: Vec<smtpy_core::model::QueuedRecipient>,
+    attempts: u32,
+    next_attempt_at: Timestamp,
+    follow_ups: Vec<NewMessage>,
+}
+
+impl PreparedCompletion {
+    fn new(
+        token: LeaseToken,
+        message: &QueuedMessage,
+        follow_ups: &[QueuedMessage],
+    ) -> StoreResult<Self> {
+        Ok(Self {
+            id: message.id.to_bytes(),
+            token,
+            done: message.is_done(),
+            recipients: message.recipients.clone(),
+            attempts: message.attempts,
+            next_attempt_at: message.next_attempt_at,
+            follow_ups: follow_ups
+                .iter()
+                .map(NewMessage::new)
+                .collect::<Result<Vec<_>, _>>()?,
+        })
+    }
+}
+
+/// `complete_attempt` inside a write transaction: every check before any write.
+fn complete_in(tx: &Tx<'_>, p: &PreparedCompletion) -> Result<(), Error> {
+    let id = p.id;
+    let mut row = queued_row(tx, &id)?;
+    let lease = load_lease(&*tx.queue_leases()?, &id)?;
+    if lease.map(|l| l.token) != Some(p.token) {
+        return Err(conflict(
+            ENTITY,
+            "the lease lapsed and another worker took the message",
+        ));
+    }
+    for (i, f) in p.follow_ups.iter().enumerate() {
+        if f.id == id || is_queued(tx, &f.id)? || p.follow_ups[..i].iter().any(|g| g.id == f.id) {
+            return Err(exists(ENTITY));
+        }
+    }
+    if p.done {
+        remove_message(tx, id, &row, lease)?;
+    } else {
+        let before = row.due_at(lease);
+        row.recipients = Cow::Owned(p.recipients.clone());
+        row.attempts = p.attempts;
+        row.next_attempt_at = p.next_attempt_at;
+        save_row(tx, id, &row)?;
+        tx.queue_leases()?.remove(&id)?;
+        move_due(tx, id, before, row.due_at(None))?;
+    }
+    for f in &p.follow_ups {
+        insert_message(tx, f)?;
+    }
+    Ok(())
 }
