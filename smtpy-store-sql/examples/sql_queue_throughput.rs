@@ -3,9 +3,9 @@
 //! DATA), on SQLite (group commit) and, when a server is given, PostgreSQL.
 //!
 //! ```sh
-//! cargo run --release -p smtpy-store-sql --example queue_throughput
+//! cargo run --release -p smtpy-store-sql --example sql_queue_throughput
 //! SMTPY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
-//!     cargo run --release -p smtpy-store-sql --example queue_throughput
+//!     cargo run --release -p smtpy-store-sql --example sql_queue_throughput
 //! ```
 //!
 //! Each enqueuer loops on `enqueue` of a fresh message with one recipient
