@@ -63,6 +63,10 @@ struct RawSmtp {
     max_message_size: Option<u64>,
     max_recipients: Option<u64>,
     postmaster: Option<String>,
+    max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
+    connections_per_minute_per_ip: Option<u64>,
+    limit_exempt: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +141,11 @@ pub struct Config {
     pub max_message_size: usize,
     pub max_recipients: usize,
     pub postmaster: Option<EmailAddress>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// 0 = no rate limit.
+    pub connections_per_minute_per_ip: u32,
+    pub limit_exempt: Vec<String>,
     pub store_url: String,
     pub store_cache_size: usize,
     pub relay: Relay,
@@ -304,6 +313,40 @@ impl Config {
             })
             .transpose()?;
 
+        let max_connections = raw.smtp.max_connections.unwrap_or(1000);
+        if !(1..=100_000).contains(&max_connections) {
+            return Err(err(
+                "smtp.max_connections",
+                "must be between 1 and 100000; example: max_connections = 1000",
+            ));
+        }
+        let max_connections_per_ip = raw.smtp.max_connections_per_ip.unwrap_or(20);
+        if !(1..=100_000).contains(&max_connections_per_ip) {
+            return Err(err(
+                "smtp.max_connections_per_ip",
+                "must be between 1 and 100000; example: max_connections_per_ip = 20",
+            ));
+        }
+        let connections_per_minute_per_ip = raw.smtp.connections_per_minute_per_ip.unwrap_or(60);
+        let connections_per_minute_per_ip = u32::try_from(connections_per_minute_per_ip)
+            .ok()
+            .filter(|n| *n <= 60_000)
+            .ok_or_else(|| err("smtp.connections_per_minute_per_ip", "must be between 0 (off) and 60000; example: connections_per_minute_per_ip = 60"))?;
+        let limit_exempt = raw
+            .smtp
+            .limit_exempt
+            .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()]);
+        for n in &limit_exempt {
+            if smtpy_smtp::server::Network::parse(n).is_none() {
+                return Err(err(
+                    "smtp.limit_exempt",
+                    format!(
+                        "{n:?} is not a network; example: limit_exempt = [\"127.0.0.0/8\", \"10.0.0.0/8\"]"
+                    ),
+                ));
+            }
+        }
+
         let store_url = raw
             .store
             .url
@@ -429,6 +472,10 @@ impl Config {
             max_message_size: max_message_size as usize,
             max_recipients: max_recipients as usize,
             postmaster,
+            max_connections: max_connections as usize,
+            max_connections_per_ip: max_connections_per_ip as usize,
+            connections_per_minute_per_ip,
+            limit_exempt,
             store_url,
             store_cache_size: store_cache_size as usize,
             relay,

@@ -12,7 +12,7 @@ use smtpy::core::store::QueueStore;
 use smtpy::core::time::{Clock, SystemClock};
 use smtpy::core::transport::Transport;
 use smtpy_smtp::delivery::{DeliveryConfig, DeliveryWorker, RetrySchedule};
-use smtpy_smtp::server::{Acceptor, SmtpServer, tls};
+use smtpy_smtp::server::{Acceptor, ConnectionLimits, Network, SmtpServer, tls};
 use smtpy_smtp::session::SessionConfig;
 use smtpy_smtp::transport::{
     HickoryDns, HickoryDnsConfig, MxConfig, MxDelivery, RelayConfig, RelayCredentials, SmtpRelay,
@@ -148,6 +148,11 @@ fn write_secret(path: &Path, text: &str) -> Result<(), Failure> {
 fn transport(config: &Config) -> Result<Arc<dyn Transport>, Failure> {
     let build =
         |e: smtpy_smtp::transport::TransportBuildError| Failure::Usage(format!("delivery: {e}"));
+    // As many connections per destination as messages delivered at once, and
+    // keep them open for reuse: a connection per message costs a handshake.
+    let pool = smtpy_smtp::transport::PoolConfig::new()
+        .max_connections_per_destination(config.concurrency)
+        .max_idle_per_destination(config.concurrency);
     match &config.relay {
         Relay::Smarthost { host, port, scheme } => {
             let mode = match scheme {
@@ -155,8 +160,9 @@ fn transport(config: &Config) -> Result<Arc<dyn Transport>, Failure> {
                 RelayScheme::StartTls => TlsMode::Required,
                 RelayScheme::Implicit => TlsMode::Implicit,
             };
-            let mut relay =
-                RelayConfig::new(host.clone(), *port, config.hostname.clone()).tls_mode(mode);
+            let mut relay = RelayConfig::new(host.clone(), *port, config.hostname.clone())
+                .tls_mode(mode)
+                .pool(pool);
             if let (Some(user), Some(file)) = (&config.relay_username, &config.relay_password_file)
             {
                 let password = std::fs::read_to_string(file).map_err(|e| {
@@ -175,7 +181,7 @@ fn transport(config: &Config) -> Result<Arc<dyn Transport>, Failure> {
         Relay::Mx => {
             let dns = HickoryDns::new(&HickoryDnsConfig::system())
                 .map_err(|e| Failure::Runtime(format!("DNS resolver: {e}")))?;
-            let mut mx = MxConfig::new(config.hostname.clone());
+            let mut mx = MxConfig::new(config.hostname.clone()).pool(pool);
             for (domain, target) in &config.routes {
                 mx = mx.route(domain.clone(), target.clone());
             }
@@ -263,7 +269,24 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     let session = SessionConfig::new(config.hostname.clone())
         .with_max_message_size(config.max_message_size)
         .with_max_recipients(config.max_recipients);
-    let server = SmtpServer::new(session, acceptor, Arc::clone(&clock)).with_tls(tls);
+    let limits = ConnectionLimits {
+        max_connections: config.max_connections,
+        max_per_ip: config.max_connections_per_ip,
+        rate_per_ip: match config.connections_per_minute_per_ip {
+            0 => None,
+            n => smtpy::core::gcra::Quota::per_minute(n)
+                .and_then(|q| q.with_burst(n.min(20)))
+                .ok(),
+        },
+        exempt: config
+            .limit_exempt
+            .iter()
+            .filter_map(|n| Network::parse(n))
+            .collect(),
+    };
+    let server = SmtpServer::new(session, acceptor, Arc::clone(&clock))
+        .with_tls(tls)
+        .with_limits(limits);
 
     let mut listeners = Vec::new();
     for addr in &config.listen {

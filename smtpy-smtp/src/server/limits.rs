@@ -18,6 +18,53 @@ pub struct ConnectionLimits {
     /// New connections per IP address (default 60 a minute, bursts of 20);
     /// `None` disables.
     pub rate_per_ip: Option<Quota>,
+    /// Networks exempt from the per-IP limits (default loopback,
+    /// `127.0.0.0/8` and `::1/128`: local submitters and monitoring). The
+    /// total still applies to them.
+    pub exempt: Vec<Network>,
+}
+
+/// An IP network (`address/prefix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parses `192.0.2.0/24`, `2001:db8::/32` or a bare address (a /32 or /128).
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Network> {
+        let (a, p) = text.split_once('/').unwrap_or((text, ""));
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.trim().parse().ok()?
+        };
+        (prefix <= max).then_some(Network { addr, prefix })
+    }
+
+    /// True if `ip` is inside this network.
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for ConnectionLimits {
@@ -26,6 +73,10 @@ impl Default for ConnectionLimits {
             max_connections: 1000,
             max_per_ip: 20,
             rate_per_ip: Quota::per_minute(60).and_then(|q| q.with_burst(20)).ok(),
+            exempt: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| Network::parse(n))
+                .collect(),
         }
     }
 }
@@ -94,10 +145,11 @@ impl Admission {
         if s.total >= self.limits.max_connections {
             return Err(Refused::Busy);
         }
-        if s.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_per_ip {
+        let exempt = self.limits.exempt.iter().any(|n| n.contains(ip));
+        if !exempt && s.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_per_ip {
             return Err(Refused::TooManyFromIp);
         }
-        if let Some(quota) = &self.limits.rate_per_ip {
+        if let Some(quota) = self.limits.rate_per_ip.as_ref().filter(|_| !exempt) {
             let d = gcra::decide(quota, s.rate.get(&ip).copied(), now.as_unix_millis(), 1);
             if !d.allowed {
                 return Err(Refused::TooFast);
@@ -133,6 +185,7 @@ mod tests {
             max_connections: 3,
             max_per_ip: 2,
             rate_per_ip: None,
+            exempt: Vec::new(),
         });
         let now = Timestamp::from_unix_secs(0);
         let s1 = a.admit(ip(1), now).expect("first");
@@ -145,11 +198,56 @@ mod tests {
     }
 
     #[test]
+    fn exempt_networks_skip_the_per_ip_limits_but_not_the_total() {
+        let a = Admission::new(ConnectionLimits {
+            max_connections: 5,
+            max_per_ip: 1,
+            rate_per_ip: Quota::per_minute(1).ok(),
+            exempt: vec![Network::parse("192.0.2.0/28").expect("net")],
+        });
+        let now = Timestamp::from_unix_secs(0);
+        let held: Vec<Slot> = (0..5)
+            .map(|_| a.admit(ip(1), now).expect("exempt"))
+            .collect();
+        assert_eq!(
+            a.admit(ip(2), now).err(),
+            Some(Refused::Busy),
+            "the total still applies"
+        );
+        drop(held);
+        let _x = a.admit(ip(200), now).expect("outside the network: first");
+        assert_eq!(a.admit(ip(200), now).err(), Some(Refused::TooManyFromIp));
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let n = Network::parse("10.1.0.0/16").expect("v4");
+        assert!(n.contains("10.1.255.3".parse().expect("ip")));
+        assert!(!n.contains("10.2.0.1".parse().expect("ip")));
+        let v6 = Network::parse("2001:db8::/32").expect("v6");
+        assert!(v6.contains("2001:db8:1::5".parse().expect("ip")));
+        assert!(!v6.contains("10.1.0.1".parse().expect("ip")));
+        assert!(
+            Network::parse("::1")
+                .expect("bare")
+                .contains("::1".parse().expect("ip"))
+        );
+        assert!(
+            Network::parse("0.0.0.0/0")
+                .expect("all")
+                .contains("203.0.113.9".parse().expect("ip"))
+        );
+        assert_eq!(Network::parse("10.0.0.0/33"), None);
+        assert_eq!(Network::parse("nonsense"), None);
+    }
+
+    #[test]
     fn connection_rate_per_ip() {
         let a = Admission::new(ConnectionLimits {
             max_connections: 100,
             max_per_ip: 100,
             rate_per_ip: Quota::per_second(1).and_then(|q| q.with_burst(2)).ok(),
+            exempt: Vec::new(),
         });
         let t0 = Timestamp::from_unix_secs(100);
         let _a = a.admit(ip(1), t0).expect("1");

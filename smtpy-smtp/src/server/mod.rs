@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use accept::Acceptor;
-pub use limits::{Admission, ConnectionLimits, Refused, Slot};
+pub use limits::{Admission, ConnectionLimits, Network, Refused, Slot};
 
 use crate::session::SessionConfig;
 
