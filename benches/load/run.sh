@@ -24,6 +24,9 @@
 #   QUIET_WAIT=20 RUN_TIMEOUT=240                        passed to bench.sh
 #   SKIP_SETUP=1       do not run setup.sh (Postfix already configured with NALIASES)
 #   KEEP=1             keep smtpy's data directory
+#   SERVER_BIN=path    benchmark this server binary instead of building the repo's
+#   PERF=1             record a perf profile of smtpy per cell (investigation only)
+#   PREFLIGHT=0        skip the check that smtpy admits max(CONCS, 25) connections at once
 # Loopback only. Every wait is bounded. Background processes are stopped on exit.
 set -uo pipefail
 
@@ -48,10 +51,12 @@ for v in N REPS NALIASES DELIVERY_CONCURRENCY; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
 
+if [ -n "${OUTDIR:-}" ] && { [ -e "$OUTDIR/postfix.csv" ] || [ -e "$OUTDIR/other.csv" ]; }; then
+  die "$OUTDIR already holds CSVs (bench.sh appends to them): use a fresh OUTDIR"
+fi
 WORK=$(mktemp -d /tmp/smtpy-load.XXXXXX)
 OUTDIR=${OUTDIR:-$WORK/out}
 mkdir -p "$OUTDIR" "$WORK/data"
-chmod 755 "$WORK"   # smtp-sink (user postfix) writes its counter file under OUTDIR
 export OUTDIR
 SMTPY_PID=
 SMTPY_RC=
@@ -70,7 +75,12 @@ stop_smtpy() { # SIGTERM, bounded wait, then SIGKILL; records the exit status
 cleanup() {
   stop_smtpy
   postfix status >/dev/null 2>&1 && postfix stop >/dev/null 2>&1
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK/data"
+  if [ "${KEEP:-0}" != 1 ]; then
+    case $OUTDIR in
+      "$WORK"/*) rm -rf "$WORK/data" "$WORK/aliases.txt" "$WORK/bench.out" ;;  # keep the outputs
+      *) rm -rf "$WORK" ;;
+    esac
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -89,10 +99,15 @@ command -v smtp-source >/dev/null || die "smtp-source missing after setup.sh"
 POSTFIX_VERSION=$(postconf -h mail_version 2>/dev/null || echo '?')
 
 # ---- smtpy: build, configure, seed --------------------------------------------------------
-echo "[$(ts)] cargo build --release --example server"
-(cd "$ROOT" && cargo build --release --example server) > "$OUTDIR/build.log" 2>&1 \
-  || { tail -30 "$OUTDIR/build.log"; die "build failed"; }
-SERVER=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/server
+if [ -n "${SERVER_BIN:-}" ]; then   # a binary built elsewhere (e.g. a patched scratch copy)
+  SERVER=$SERVER_BIN
+  echo "[$(ts)] using SERVER_BIN=$SERVER (not building)"
+else
+  echo "[$(ts)] cargo build --release --example server"
+  (cd "$ROOT" && timeout 3600 cargo build --release --example server) > "$OUTDIR/build.log" 2>&1 \
+    || { tail -30 "$OUTDIR/build.log"; die "build failed"; }
+  SERVER=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/server
+fi
 [ -x "$SERVER" ] || die "no binary at $SERVER"
 
 CONFIG=$WORK/smtpy.toml
@@ -138,6 +153,39 @@ done
 ss -ltn | grep -q " ${SMTPY_LISTEN} " || die "smtpy is not listening on $SMTPY_LISTEN after 30 s"
 echo "[$(ts)] smtpy pid $SMTPY_PID listening on $SMTPY_LISTEN; Postfix $POSTFIX_VERSION on 127.0.0.1:2525"
 
+# Preflight: hold as many connections at once as the largest concurrency (at least 25) and
+# read each banner. A 421 means smtpy's admission control would refuse smtp-source (all on
+# 127.0.0.1), which makes smtp-source abort and bench.sh wait RUN_TIMEOUT for mail that
+# never comes, for every run: stop here instead, saying why.
+preflight() { # prints "<refused> <held> <first refusal>"
+  local k=$1 host=${SMTPY_LISTEN%:*} port=${SMTPY_LISTEN##*:} i fd line refused=0 first= fds=()
+  for ((i = 0; i < k; i++)); do
+    if ! exec {fd}<>"/dev/tcp/$host/$port"; then refused=$((refused + 1)); first=${first:-connect failed}; continue; fi
+    fds+=("$fd")
+    if IFS= read -r -t 5 line <&"$fd"; then
+      case $line in 2*) ;; *) refused=$((refused + 1)); first=${first:-${line%$'\r'}} ;; esac
+    else refused=$((refused + 1)); first=${first:-no banner within 5 s}; fi
+  done
+  for fd in "${fds[@]}"; do printf 'QUIT\r\n' >&"$fd" 2>/dev/null; exec {fd}>&-; done
+  echo "$refused $k $first"
+}
+if [ "${PREFLIGHT:-1}" = 1 ]; then
+  maxc=25; for c in $CONCS; do [ "$c" -gt "$maxc" ] && maxc=$c; done
+  read -r refused held first < <(preflight "$maxc" 2>/dev/null)
+  if [ "${refused:-1}" -gt 0 ]; then
+    echo "!! smtpy refused $refused of $held concurrent connections from 127.0.0.1: $first"
+    echo "!! smtp-source opens up to max(CONCS) connections at once and one connection per message"
+    echo "!! from one address; smtpy's per-IP admission control (smtpy-smtp ConnectionLimits::default():"
+    echo "!! 20 connections at once and 60 per minute, bursts of 20, per IP) refuses that with 421, and"
+    echo "!! the reference server has no setting to raise it or to exempt loopback. Measuring would only"
+    echo "!! time out (RUN_TIMEOUT per run). Benchmark a build that lifts the limits with SERVER_BIN=...,"
+    echo "!! or PREFLIGHT=0 to run anyway."
+    exit 3
+  fi
+  echo "[$(ts)] preflight: smtpy accepted $held concurrent connections from 127.0.0.1"
+  sleep 1
+fi
+
 vm() { awk -v k="$2:" '$1==k{printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null; }  # MB
 # Peak RSS per cell: writing 5 to clear_refs resets VmHWM (Linux >= 4.0); the overall peak
 # is kept separately because of those resets.
@@ -147,13 +195,26 @@ bench() { # $1=postfix|smtpy $2=size $3=conc ; prints this cell's rows
   local out=$WORK/bench.out rc
   if [ "$1" = postfix ]; then
     TARGET=postfix N=$N SIZES=$2 CONCS=$3 REPS=$REPS bash "$PEERS/bench.sh" > "$out" 2>&1
+    rc=$?
   else
+    local perf_pid=
+    if [ "${PERF:-0}" = 1 ]; then   # investigation only: sampling costs smtpy some CPU
+      perf record -q -F "${PERF_FREQ:-499}" ${PERF_OPTS:-} -p "$SMTPY_PID" -o "$OUTDIR/perf-$2-$3.data" > /dev/null 2>&1 &
+      perf_pid=$!
+    fi
     TARGET=other DEST=$SMTPY_LISTEN SERVER_PID=$SMTPY_PID N=$N SIZES=$2 CONCS=$3 REPS=$REPS \
       bash "$PEERS/bench.sh" > "$out" 2>&1
+    rc=$?
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null
+      echo "  perf profile: perf report -i $OUTDIR/perf-$2-$3.data --no-children --sort dso,sym"; fi
   fi
-  rc=$?
   cat "$out" >> "$OUTDIR/bench-$1.log"
   grep -v '^target=' "$out" | sed 's/^/  /'
+  if [ "$1" = smtpy ] && grep -q 'rejected at server banner: 421' "$out"; then
+    echo "  !! smtpy refused connections at the banner (421): its per-IP admission limits" \
+         "(smtpy-smtp ConnectionLimits::default(): 20 at once and 60/min, burst 20, per IP)" \
+         "apply to smtp-source on 127.0.0.1 and the reference server has no setting for them"
+  fi
   [ $rc -eq 0 ] || echo "  bench.sh ($1 size=$2 conc=$3) exited $rc" >&2
 }
 
@@ -186,7 +247,7 @@ head -1 "$PCSV"
 tail -n +2 "$PCSV"; tail -n +2 "$SCSV"
 echo
 echo "== medians over $REPS run(s) of $N messages; delivered = reached smtp-sink =="
-printf '%-6s %-5s %15s %15s %15s %15s %10s %10s %8s\n' size conc postfix_accept postfix_deliver \
+printf '%-6s %-5s %15s %15s %15s %15s %10s %10s\n' size conc postfix_accept postfix_deliver \
   smtpy_accept smtpy_deliver pf_cpu_ms smtpy_cpu_ms
 for size in $SIZES; do for conc in $CONCS; do
   awk -F, -v s="$size" -v c="$conc" -v n="$N" -v reps="$REPS" '
