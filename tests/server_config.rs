@@ -73,7 +73,9 @@ fn environment_overrides_the_file() {
 
 #[test]
 fn bad_values_exit_2_naming_the_key() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    /// (config file, environment, what the message must name)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("[smtp]\nmax_recipients = 0\n", &[], "smtp.max_recipients"),
         (
             "[smtp]\nlisten = [\"not-an-address\"]\n",

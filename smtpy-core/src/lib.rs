@@ -52,6 +52,7 @@ pub mod error;
 pub mod forward;
 pub mod gcra;
 pub mod ids;
+pub mod join;
 pub mod memory;
 pub mod model;
 pub mod password;

@@ -6,8 +6,6 @@
 //! made unique with a UUID, so tests never collide even on a shared store.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 
 use uuid::Uuid;
 
@@ -360,7 +358,7 @@ where
     use tokio::runtime::{Handle, RuntimeFlavor};
     let handle = Handle::current();
     if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
-        return join_all((0..n).map(&task).collect()).await;
+        return crate::join::join_all((0..n).map(&task).collect()).await;
     }
     tokio::task::block_in_place(|| {
         let barrier = std::sync::Barrier::new(n);
@@ -380,31 +378,4 @@ where
                 .collect()
         })
     })
-}
-
-/// Polls all `futures` on the current task until each is done.
-async fn join_all<Fut: Future>(futures: Vec<Fut>) -> Vec<Fut::Output> {
-    let mut futures: Vec<Pin<Box<Fut>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<Fut::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(v) => *output = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
 }

@@ -70,32 +70,3 @@ pub use dns::{DnsSetupError, HickoryDns, HickoryDnsConfig};
 pub use mx::{MxConfig, MxDelivery};
 pub use pool::PoolConfig;
 pub use relay::{RelayConfig, RelayCredentials, SmtpRelay};
-
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-
-/// Runs `futures` concurrently on the current task and returns their
-/// outputs in order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}

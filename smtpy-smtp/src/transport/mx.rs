@@ -13,11 +13,11 @@ use smtpy_core::transport::{DeliveryOutcome, Envelope, Transport};
 
 use super::client::SessionSetup;
 use super::config::{Timeouts, TlsMode, TlsTrust, TransportBuildError, check_wire_name};
-use super::join_all;
 use super::pool::{Pool, PoolConfig};
 use super::tls::TlsConnectors;
 use super::transaction::Transaction;
 use super::wire::local_reply;
+use smtpy_core::join::join_all;
 
 /// Configuration of an [`MxDelivery`]; a consuming builder.
 ///
