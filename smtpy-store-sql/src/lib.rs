@@ -58,6 +58,14 @@
 //!   runs on its own thread, so a statement is two thread hand-offs; on
 //!   PostgreSQL, a round trip to the server.
 //!
+//! ## The mail queue
+//!
+//! [`SqlStore`] also implements [`QueueStore`](smtpy_core::store::QueueStore):
+//! bodies are written once, leases use `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL (so several smtpy instances share one queue), and concurrent
+//! enqueues on SQLite share one commit (group commit); PostgreSQL shares WAL
+//! flushes between concurrent commits itself (`commit_delay` tunes it).
+//!
 //! ## Schema and migrations
 //!
 //! Normalised tables with the columns that are queried (ids as UUIDs —
