@@ -170,9 +170,14 @@ lease = "2s"
 
     /// Sends one message with smtplib; returns its transcript lines.
     fn send(&self, from: &str, to: &[&str], subject: &str) -> Vec<String> {
+        self.send_with(from, to, subject, &[])
+    }
+
+    fn send_with(&self, from: &str, to: &[&str], subject: &str, extra: &[&str]) -> Vec<String> {
         let out = Command::new("python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/send.py"))
             .args([&self.smtp_port.to_string(), from, &to.join(","), subject])
+            .args(extra)
             .output()
             .expect("run client");
         assert!(
@@ -548,4 +553,32 @@ fn bulk_import_then_forward() {
     let t = w.send("ivy@outside.test", &["299a@alias.test"], "bulk");
     assert_eq!(code_of(&t, "data "), "250");
     assert_eq!(rcpts(&w.wait_delivered(1)[0]), ["user299@dest.test"]);
+}
+
+#[test]
+fn starttls_then_forward() {
+    if !python_ready() {
+        return;
+    }
+    let w = World::running(&[("tls@alias.test", &["me@mail.test"])]);
+    let t = w.send_with(
+        "kim@outside.test",
+        &["tls@alias.test"],
+        "over tls",
+        &["starttls"],
+    );
+    assert_eq!(code_of(&t, "starttls "), "220", "{t:?}");
+    assert!(
+        t.contains(&"ehlo-after-tls starttls-offered=False".to_owned()),
+        "no STARTTLS offered inside TLS: {t:?}"
+    );
+    assert_eq!(code_of(&t, "data "), "250", "{t:?}");
+    let data = w.wait_delivered(1)[0]["data"]
+        .as_str()
+        .expect("data")
+        .to_owned();
+    assert!(
+        data.contains("ESMTPS"),
+        "the Received header records TLS: {data}"
+    );
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A real SMTP client (Python smtplib) for smtpy's end-to-end tests.
 
-send.py PORT FROM TO[,TO...] SUBJECT
-Prints one line per step: "rcpt <addr> <code>", then "data <code>", or
+send.py PORT FROM TO[,TO...] SUBJECT [starttls]
+With "starttls", upgrades the connection first (the certificate is not
+verified: the test server uses a generated self-signed one). Prints one line per step: "rcpt <addr> <code>", then "data <code>", or
 "refused" when every recipient was refused. Exit 0 unless the connection failed.
 """
 import smtplib
+import ssl
 import sys
 
 
@@ -22,6 +24,14 @@ def main():
     )
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
         s.ehlo("client.outside.example")
+        if len(sys.argv) > 5 and sys.argv[5] == "starttls":
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            code, _ = s.starttls(context=ctx)
+            print(f"starttls {code}")
+            s.ehlo("client.outside.example")
+            print(f"ehlo-after-tls starttls-offered={s.has_extn('starttls')}")
         code, _ = s.mail(sender)
         print(f"mail {code}")
         accepted = 0
