@@ -81,7 +81,7 @@ async fn leases_are_exclusive_and_survive_a_dead_instance(a: Arc<SqlStore>, b: A
         by_instance.push(w.await.expect("join"));
     }
     let leased_a: Vec<Leased> = by_instance[..2].concat();
-    let leased_b: Vec<Leased> = by_instance[2..].concat();
+    let mut leased_b: Vec<Leased> = by_instance[2..].concat();
     let ids = |ls: &[Leased]| ls.iter().map(|l| l.message.id).collect::<Vec<_>>();
     let seen: Vec<MessageId> = [ids(&leased_a), ids(&leased_b)].concat();
     let unique: HashSet<MessageId> = seen.iter().copied().collect();
@@ -98,6 +98,15 @@ async fn leases_are_exclusive_and_survive_a_dead_instance(a: Arc<SqlStore>, b: A
                 .is_empty(),
         "nothing is due while the leases hold"
     );
+    // Which instance wins the race above is up to the scheduler (on SQLite
+    // one writer at a time: `a` may take everything). So that `b` surely
+    // holds leases when it "dies", it leases a few fresh messages itself.
+    for _ in 0..3 {
+        b.enqueue(&new_message(1)).await.expect("enqueue");
+    }
+    let fresh = b.lease_due(T0, LEASE, 1000).await.expect("lease");
+    assert_eq!(fresh.len(), 3, "only the fresh messages are due");
+    leased_b.extend(fresh);
 
     // `a` delivers what it leased; `b` dies holding its leases (it is
     // simply never used again, like a process that was killed).
