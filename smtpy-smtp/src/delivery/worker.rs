@@ -263,7 +263,7 @@ impl Inner {
             original_envelope_id: None,
             arrival_date: message.received_at,
             recipients,
-            original_headers: header_block(&message.body).to_vec(),
+            original_headers: smtpy_core::forward::header_block(&message.body).to_vec(),
             to: to.clone(),
             from_postmaster: self.config.postmaster.clone(),
             secret_addresses,
@@ -285,11 +285,4 @@ impl Inner {
             correlation_id: message.correlation_id.clone(),
         })
     }
-}
-
-/// The header block of a message (up to and including the blank line).
-fn header_block(body: &[u8]) -> &[u8] {
-    body.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(body, |i| &body[..i + 4])
 }
