@@ -30,6 +30,9 @@ pub struct Acceptor {
     pub(crate) hostname: String,
     pub(crate) lifetime: Duration,
     pub(crate) postmaster: Option<EmailAddress>,
+    /// `postmaster@<hostname>`: named by headers of mail that has no alias,
+    /// and the holder of postmaster mail when `postmaster` is not set.
+    pub(crate) local_postmaster: Option<EmailAddress>,
     pub(crate) wake: Option<Arc<Notify>>,
 }
 
@@ -52,12 +55,14 @@ impl Acceptor {
         clock: Arc<dyn Clock>,
         hostname: impl Into<String>,
     ) -> Self {
+        let hostname = hostname.into();
         Self {
+            local_postmaster: EmailAddress::parse(&format!("postmaster@{hostname}")).ok(),
             store,
             queue,
             srs: None,
             clock,
-            hostname: hostname.into(),
+            hostname,
             lifetime: Duration::from_secs(5 * 24 * 3600),
             postmaster: None,
             wake: None,
@@ -153,27 +158,22 @@ impl Acceptor {
             }
         }
         let mut messages = Vec::with_capacity(3);
-        let received = |for_alias: Option<&EmailAddress>| {
-            let fallback;
-            let alias = match for_alias {
-                Some(a) => a,
-                None => {
-                    fallback = EmailAddress::parse(&format!("postmaster@{}", self.hostname)).ok();
-                    match &fallback {
-                        Some(a) => a,
-                        None => return Vec::new(),
-                    }
-                }
-            };
-            vec![forward::received_header(
-                &self.hostname,
-                &envelope.helo,
-                peer,
-                envelope.protocol(),
-                &id.to_string(),
-                alias,
-                now,
-            )]
+        let received = |for_alias: Option<&EmailAddress>| -> Vec<String> {
+            for_alias
+                .or(self.local_postmaster.as_ref())
+                .map(|alias| {
+                    forward::received_header(
+                        &self.hostname,
+                        &envelope.helo,
+                        peer,
+                        envelope.protocol(),
+                        &id.to_string(),
+                        alias,
+                        now,
+                    )
+                })
+                .into_iter()
+                .collect()
         };
         if !forwards.is_empty() {
             let mut headers = received(first_alias);
@@ -229,12 +229,10 @@ impl Acceptor {
             } else {
                 MessageId::new()
             };
-            let (to, held) = match &self.postmaster {
-                Some(a) => (a.clone(), false),
-                None => match EmailAddress::parse(&format!("postmaster@{}", self.hostname)) {
-                    Ok(a) => (a, true),
-                    Err(_) => return QUEUE_FAILED,
-                },
+            let (to, held) = match (&self.postmaster, &self.local_postmaster) {
+                (Some(a), _) => (a.clone(), false),
+                (None, Some(local)) => (local.clone(), true),
+                (None, None) => return QUEUE_FAILED,
             };
             messages.push(self.message(
                 pm_id,
