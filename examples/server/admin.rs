@@ -215,26 +215,18 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> 
                         address.domain()
                     ))
                 })?;
-            let owned = store
+            let mut known = store
                 .list_mailboxes(domain.owner)
                 .await
-                .map_err(store_err)?;
-            let mut ids = Vec::new();
-            for m in &mailboxes {
-                let m = EmailAddress::parse(m).map_err(|e| usage(m, e))?;
-                let id = match owned.iter().find(|x| x.address == m) {
-                    Some(existing) => existing.id,
-                    None => {
-                        let mut mailbox = Mailbox::new(domain.owner, m, now);
-                        mailbox.verified_at = Some(now);
-                        store.create_mailbox(&mailbox).await.map_err(store_err)?;
-                        mailbox.id
-                    }
-                };
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
+                .map_err(store_err)?
+                .into_iter()
+                .map(|m| (m.address.canonical(), m.id))
+                .collect();
+            let boxes = mailboxes
+                .iter()
+                .map(|m| EmailAddress::parse(m).map_err(|e| usage(m, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids = mailbox_ids(&*store, domain.owner, &mut known, &boxes, now).await?;
             let alias = Alias::new(address.clone(), domain.owner, domain.id, ids, now);
             match store.create_alias(&alias).await {
                 Ok(()) => println!("alias {address} added"),
