@@ -302,6 +302,20 @@ fn uuid_args(ids: impl IntoIterator<Item = Uuid>) -> Vec<Arg> {
         .collect()
 }
 
+/// The keys among `keys` that `head … IN (keys)` finds, read from each row by `read`.
+async fn key_set<T: Eq + std::hash::Hash>(
+    s: &mut Session,
+    head: &str,
+    keys: &[Arg],
+    read: impl Fn(&Row) -> StoreResult<T>,
+) -> StoreResult<HashSet<T>> {
+    fetch_in(s, head, "", keys)
+        .await?
+        .iter()
+        .map(read)
+        .collect()
+}
+
 async fn batch_facts(
     s: &mut Session,
     aliases: &[Alias],
@@ -316,36 +330,26 @@ async fn batch_facts(
             .iter()
             .flat_map(|a| a.mailboxes.iter().map(|m| *m.as_uuid())),
     );
-    let users = fetch_in(s, "SELECT id FROM users WHERE id", "", &owners)
-        .await?
-        .iter()
-        .map(|r| r.uuid("id"))
-        .collect::<StoreResult<_>>()?;
-    let tombstoned = fetch_in(
+    let users = key_set(s, "SELECT id FROM users WHERE id", &owners, |r| {
+        r.uuid("id")
+    })
+    .await?;
+    let address = |r: &Row| r.get("address_canonical");
+    let tombstoned = key_set(
         s,
         "SELECT address_canonical FROM alias_tombstones WHERE address_canonical",
-        "",
         &addresses,
+        address,
     )
-    .await?
-    .iter()
-    .map(|r| r.get("address_canonical"))
-    .collect::<StoreResult<_>>()?;
-    let taken_addresses = fetch_in(
+    .await?;
+    let taken_addresses = key_set(
         s,
         "SELECT address_canonical FROM aliases WHERE address_canonical",
-        "",
         &addresses,
+        address,
     )
-    .await?
-    .iter()
-    .map(|r| r.get("address_canonical"))
-    .collect::<StoreResult<_>>()?;
-    let taken_ids = fetch_in(s, "SELECT id FROM aliases WHERE id", "", &ids)
-        .await?
-        .iter()
-        .map(|r| r.uuid("id"))
-        .collect::<StoreResult<_>>()?;
+    .await?;
+    let taken_ids = key_set(s, "SELECT id FROM aliases WHERE id", &ids, |r| r.uuid("id")).await?;
     // On PostgreSQL the domain rows are share-locked, so a concurrent
     // delete_domain waits for this insert and then sees the aliases.
     let lock = match s.dialect() {
