@@ -112,3 +112,7 @@ id_type!(
     /// Identifies a [`QueuedMessage`](crate::model::QueuedMessage).
     MessageId
 );
+id_type!(
+    /// Identifies a [`DeliveryEvent`](crate::model::DeliveryEvent).
+    EventId
+);

@@ -42,10 +42,23 @@
 //!   reference implementation.
 //! * [`gcra`] — the rate-limit algorithm; [`secret`] — encryption at rest;
 //!   [`password`] — argon2id; [`time`] — injected clocks.
+//! * [`routing`] — what one `RCPT TO` is: alias, reverse alias, bounce
+//!   address, SRS address, postmaster, or a refusal.
+//! * [`auth`] — SPF, DKIM, DMARC and ARC of incoming mail, and ARC sealing;
+//!   [`dkim`] — signing what we send, keys, rotation, DNS records.
+//! * [`reverse`] — signed reverse aliases; [`rewrite`] — alias-mode
+//!   rewriting and reply scrubbing (the mailbox never leaves).
+//! * [`rules`] — the rules engine and `explain`; [`limits`] — rate limits
+//!   and quotas; [`bounce`] — bounce addresses and DSN classification;
+//!   [`notify`] — owner notifications; [`srs`], [`dsn`], [`forward`] — the
+//!   forwarding basics.
 //! * `testing` (feature `testing`) — the conformance suite every backend runs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
+pub mod auth;
+pub mod bounce;
+pub mod dkim;
 pub mod dns;
 pub mod dsn;
 pub mod error;
@@ -53,11 +66,16 @@ pub mod forward;
 pub mod gcra;
 pub mod ids;
 pub mod join;
+pub mod limits;
 pub mod memory;
 pub mod model;
+pub mod notify;
 pub mod password;
 pub mod reply;
+pub mod reverse;
+pub mod rewrite;
 pub mod routing;
+pub mod rules;
 pub mod secret;
 pub mod srs;
 pub mod store;

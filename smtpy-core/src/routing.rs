@@ -7,6 +7,10 @@
 //! | a disabled or expired alias | `550 5.1.1`, or [`Route::Discard`] when the alias says so |
 //! | `postmaster@` a hosted domain | [`Route::Postmaster`] |
 //! | an SRS address of ours, from the null sender | [`Route::BounceRelay`] to the original sender |
+//! | a bounce address of ours (signed, VERP) | [`Route::Bounce`] for the bounce handler |
+//! | a reverse alias, from one of the alias owner's verified mailboxes | [`Route::Reply`] |
+//! | a forged reverse alias or bounce address | `550 5.7.1`, without a database hit |
+//! | a valid reverse alias from anyone else | `550 5.7.1` (only the owner may send through it) |
 //! | a forged or expired SRS address | `550 5.7.1` |
 //! | no alias, catch-all on (pattern matches) | an alias is created, then [`Route::Forward`] |
 //! | no alias | `550 5.1.1` |
@@ -18,8 +22,11 @@
 //! nothing is ever relayed.
 
 use crate::address::EmailAddress;
-use crate::model::{Alias, DisabledReply, Mailbox, UserStatus};
+use crate::bounce::BounceAddresses;
+use crate::ids::MessageId;
+use crate::model::{Alias, Contact, DisabledReply, Mailbox, UserStatus};
 use crate::reply::Reply;
+use crate::reverse::ReverseAliases;
 use crate::srs::Srs;
 use crate::store::{Access, Store};
 use crate::time::Timestamp;
@@ -31,6 +38,8 @@ const MAX_PATTERN_INPUT: usize = 64;
 /// Where a recipient's mail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// One per accepted recipient and short-lived: boxing would cost more than the size.
+#[allow(clippy::large_enum_variant)]
 pub enum Route {
     /// Forward to these mailboxes of the alias's owner (at least one; all
     /// verified and enabled).
@@ -52,13 +61,44 @@ pub enum Route {
     },
     /// `postmaster@` a hosted domain (RFC 5321 §4.5.1): always accepted.
     Postmaster,
+    /// Mail from the alias owner to a reverse alias: sent on to the contact
+    /// from the alias.
+    Reply {
+        /// The alias the reply goes out from.
+        alias: Alias,
+        /// The outside address it goes to.
+        contact: Contact,
+        /// The owner's verified mailbox the reply came from (the envelope sender).
+        mailbox: Mailbox,
+    },
+    /// Mail to one of our signed bounce addresses: a bounce (or an
+    /// auto-reply) about a message we sent.
+    Bounce {
+        /// The queued message the bounce address was made for.
+        message: MessageId,
+    },
 }
+
+/// `550 5.7.1`: a reverse alias or bounce address whose signature does not verify.
+pub const FORGED_ADDRESS: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "This address is not valid here (bad signature)",
+);
+/// `550 5.7.1`: mail to a reverse alias from someone other than the alias owner.
+pub const NOT_THE_OWNER: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "Only the owner of this alias can send through this address, from one of their verified mailboxes",
+);
 
 /// Decides routes for recipients. Cheap to share.
 #[derive(Debug)]
 pub struct Router<'a> {
     store: &'a dyn Store,
     srs: Option<&'a Srs>,
+    reverse: Option<&'a ReverseAliases>,
+    bounces: Option<&'a BounceAddresses>,
 }
 
 /// Why a recipient is refused: the reply to give, and the store failure
@@ -91,7 +131,26 @@ impl<'a> Router<'a> {
     /// SRS addresses are treated like any other local part).
     #[must_use]
     pub fn new(store: &'a dyn Store, srs: Option<&'a Srs>) -> Self {
-        Self { store, srs }
+        Self {
+            store,
+            srs,
+            reverse: None,
+            bounces: None,
+        }
+    }
+
+    /// Recognises reverse aliases (replies and mail sent from aliases).
+    #[must_use]
+    pub fn with_reverse(mut self, reverse: Option<&'a ReverseAliases>) -> Self {
+        self.reverse = reverse;
+        self
+    }
+
+    /// Recognises our bounce addresses.
+    #[must_use]
+    pub fn with_bounces(mut self, bounces: Option<&'a BounceAddresses>) -> Self {
+        self.bounces = bounces;
+        self
     }
 
     /// The route for `rcpt` in a transaction from `sender` (`None` is the
@@ -108,6 +167,15 @@ impl<'a> Router<'a> {
         {
             return self.route_srs(srs, rcpt, sender, now);
         }
+        if let Some(bounces) = self.bounces
+            && bounces.domain() == rcpt.domain()
+            && BounceAddresses::looks_like(rcpt.local_part().as_str())
+        {
+            return match bounces.decode(rcpt, now) {
+                Ok(message) => Ok(Route::Bounce { message }),
+                Err(_) => Err(FORGED_ADDRESS.into()),
+            };
+        }
         let domain = match self.store.find_domain_by_name(rcpt.domain()).await {
             Ok(Some(d)) if d.verified_at.is_some() => d,
             Ok(_) => return Err(Reply::RELAY_DENIED.into()),
@@ -119,6 +187,11 @@ impl<'a> Router<'a> {
             .eq_ignore_ascii_case("postmaster")
         {
             return Ok(Route::Postmaster);
+        }
+        if let Some(reverse) = self.reverse
+            && ReverseAliases::looks_like(rcpt.local_part().as_str())
+        {
+            return self.route_reply(reverse, rcpt, sender).await;
         }
         let alias = match self.store.find_alias_by_address(rcpt).await {
             Ok(Some(alias)) => alias,
@@ -147,6 +220,58 @@ impl<'a> Router<'a> {
             Ok(original) => Ok(Route::BounceRelay { original }),
             Err(_) => Err(Reply::BAD_BOUNCE_ADDRESS.into()),
         }
+    }
+
+    async fn route_reply(
+        &self,
+        reverse: &ReverseAliases,
+        rcpt: &EmailAddress,
+        sender: Option<&EmailAddress>,
+    ) -> Result<Route, Refusal> {
+        let token = rcpt.local_part().as_str();
+        // Forged tokens die here, before any database access.
+        if reverse.verify(token, rcpt.domain()).is_err() {
+            return Err(FORGED_ADDRESS.into());
+        }
+        let Some(sender) = sender else {
+            // A bounce to a reverse alias: nobody to relay it to that would
+            // not reveal the contact's correspondent. Refuse.
+            return Err(NOT_THE_OWNER.into());
+        };
+        let contact = match self
+            .store
+            .find_contact_by_reverse_key(&ReverseAliases::lookup_key(token))
+            .await
+        {
+            Ok(Some(c)) => c,
+            // Revoked (deleted) contact.
+            Ok(None) => return Err(Reply::UNKNOWN_RECIPIENT.into()),
+            Err(e) => return Err(temp(e)),
+        };
+        let alias = match self.store.get_alias(Access::System, contact.alias).await {
+            Ok(a) if a.deleted_at.is_none() && a.address.domain() == rcpt.domain() => a,
+            Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Gone { .. }) => {
+                return Err(Reply::UNKNOWN_RECIPIENT.into());
+            }
+            Err(e) => return Err(temp(e)),
+        };
+        let owner = self.store.get_user(alias.owner).await.map_err(temp)?;
+        if owner.status != UserStatus::Active {
+            return Err(Reply::UNKNOWN_RECIPIENT.into());
+        }
+        let mailboxes = self.store.list_mailboxes(alias.owner).await.map_err(temp)?;
+        let canonical = sender.canonical();
+        let Some(mailbox) = mailboxes
+            .into_iter()
+            .find(|m| m.verified_at.is_some() && m.address.canonical() == canonical)
+        else {
+            return Err(NOT_THE_OWNER.into());
+        };
+        Ok(Route::Reply {
+            alias,
+            contact,
+            mailbox,
+        })
     }
 
     async fn forward_route(&self, alias: Alias, now: Timestamp) -> Result<Route, Refusal> {

@@ -261,6 +261,15 @@ impl SrsKey {
     pub fn id(&self) -> char {
         self.id
     }
+
+    /// A subkey for another kind of signed address (`purpose` such as
+    /// `"reverse-alias"` or `"bounce"`), so one operator secret signs every
+    /// kind without a token of one kind verifying as another.
+    #[must_use]
+    pub(crate) fn derive(&self, purpose: &str) -> hmac::Key {
+        let tag = hmac::sign(&self.key, format!("smtpy/{purpose}").as_bytes());
+        hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref())
+    }
 }
 
 impl fmt::Debug for SrsKey {

@@ -16,18 +16,18 @@ use crate::address::{DomainName, EmailAddress};
 use crate::error::{StoreError, StoreResult};
 use crate::gcra::{self, Decision, Quota};
 use crate::ids::{
-    AliasId, ApiKeyId, AuditEventId, ContactId, DomainId, InvitationId, MailboxId, MessageId,
-    RuleId, UserId,
+    AliasId, ApiKeyId, AuditEventId, ContactId, DomainId, EventId, InvitationId, MailboxId,
+    MessageId, RuleId, UserId,
 };
 use crate::model::{
-    Alias, ApiKey, AuditEvent, Contact, CounterDelta, DailyUsage, Domain, ForwardingRule,
-    Invitation, LeaseToken, Mailbox, QueuedMessage, RuleScope, SecretHash, Session, UsageRecord,
-    UsageSubject, User,
+    Alias, ApiKey, AuditEvent, Contact, CounterDelta, DailyUsage, DeliveryEvent, Domain,
+    EventFilter, ForwardingRule, Invitation, LeaseToken, Mailbox, QueuedMessage, RuleScope,
+    SecretHash, Session, UsageRecord, UsageSubject, User,
 };
 use crate::store::{
     Access, AliasFilter, AliasStore, AuditFilter, AuditStore, BulkAliasAction, ContactStore,
-    CredentialStore, DomainStore, MailboxStore, Page, PageRequest, RateLimitStore, RuleStore,
-    Store, UsageStore, UserStore,
+    CredentialStore, DomainStore, EventStore, MailboxStore, Page, PageRequest, RateLimitStore,
+    RuleStore, SortOrder, Store, UsageStore, UserStore,
 };
 use crate::time::{Day, Timestamp};
 
@@ -55,6 +55,7 @@ struct State {
     contact_by_address: HashMap<(AliasId, String), ContactId>,
     rules: BTreeMap<RuleId, ForwardingRule>,
     audit: BTreeMap<AuditEventId, AuditEvent>,
+    events: BTreeMap<EventId, DeliveryEvent>,
     usage: BTreeMap<(UsageSubject, Day), (u64, u64)>,
     rate: HashMap<String, i64>,
     queue: BTreeMap<MessageId, QueueEntry>,
@@ -129,6 +130,33 @@ fn page_of<K: Ord + Copy, T: Clone>(
         .take(limit + 1)
         .cloned()
         .collect();
+    Page::from_overfetch(rows, limit, uuid_of)
+}
+
+/// One page of `map` newest first (descending key), before the cursor.
+fn page_newest_first<K: Ord + Copy, T: Clone>(
+    map: &BTreeMap<K, T>,
+    page: PageRequest,
+    key_of: impl Fn(Uuid) -> K,
+    uuid_of: impl Fn(&T) -> Uuid,
+    mut keep: impl FnMut(&T) -> bool,
+) -> Page<T> {
+    let limit = page.effective_limit();
+    let end = page
+        .after
+        .map_or(Bound::Unbounded, |c| Bound::Excluded(key_of(*c.last_id())));
+    let rows: Vec<T> = map
+        .range((Bound::Unbounded, end))
+        .rev()
+        .map(|(_, v)| v)
+        .filter(|v| keep(v))
+        .take(limit + 1)
+        .cloned()
+        .collect();
+    debug_assert!(
+        rows.iter()
+            .all(|r| SortOrder::NewestFirst.continues_after(uuid_of(r), page.after))
+    );
     Page::from_overfetch(rows, limit, uuid_of)
 }
 
@@ -356,6 +384,7 @@ impl UserStore for MemoryStore {
                 .retain(|_, i| s.invitations.contains_key(i));
             s.usage
                 .retain(|(subject, _), _| *subject != UsageSubject::User(id));
+            s.events.retain(|_, e| e.owner != Some(id));
             Ok(())
         })
     }
@@ -1184,6 +1213,53 @@ impl AuditStore for MemoryStore {
                         && filter.since.is_none_or(|t| e.at >= t)
                 },
             ))
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append_events(&self, events: &[DeliveryEvent]) -> StoreResult<()> {
+        self.write(|s| {
+            let mut ids = BTreeSet::new();
+            for e in events {
+                if !ids.insert(e.id) || s.events.contains_key(&e.id) {
+                    return Err(exists("delivery event"));
+                }
+            }
+            for e in events {
+                s.events.insert(e.id, e.clone());
+            }
+            Ok(())
+        })
+    }
+
+    async fn list_events(
+        &self,
+        access: Access,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<DeliveryEvent>> {
+        self.read(|s| {
+            Ok(page_newest_first(
+                &s.events,
+                page,
+                EventId::from_uuid,
+                |e| *e.id.as_uuid(),
+                |e| access.permits_optional(e.owner) && filter.matches(e),
+            ))
+        })
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> StoreResult<u64> {
+        self.read(|s| Ok(s.events.values().filter(|e| filter.matches(e)).count() as u64))
+    }
+
+    async fn purge_events(&self, older_than: Timestamp) -> StoreResult<u64> {
+        self.write(|s| {
+            let before = s.events.len();
+            s.events.retain(|_, e| e.at > older_than);
+            Ok((before - s.events.len()) as u64)
         })
     }
 }

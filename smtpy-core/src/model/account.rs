@@ -56,8 +56,77 @@ pub struct User {
     pub updated_at: Timestamp,
     /// When the user last signed in.
     pub last_login_at: Option<Timestamp>,
+    /// The owner's mail-handling preferences.
+    pub settings: UserSettings,
     /// Optimistic-concurrency revision (see the [module docs](super)).
     pub revision: u64,
+}
+
+/// What to do with mail that fails DMARC when the sender's domain publishes
+/// `p=reject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DmarcRejectAction {
+    /// Refuse at the end of DATA with `550 5.7.1` (the default; the sender's
+    /// server tells the sender).
+    #[default]
+    Reject,
+    /// Accept and hold in quarantine; the owner is notified.
+    Quarantine,
+}
+
+/// What to do with mail that fails DMARC when the sender's domain publishes
+/// `p=quarantine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DmarcQuarantineAction {
+    /// Accept and hold in quarantine; the owner is notified (the default).
+    #[default]
+    Quarantine,
+    /// Forward with the Subject prefixed by [`UserSettings::subject_tag`].
+    TagSubject,
+}
+
+/// An owner's mail-handling preferences. `None` limits mean the operator's
+/// default applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSettings {
+    /// Handling of DMARC failures under `p=reject`.
+    pub dmarc_reject: DmarcRejectAction,
+    /// Handling of DMARC failures under `p=quarantine`.
+    pub dmarc_quarantine: DmarcQuarantineAction,
+    /// Subject prefix for [`DmarcQuarantineAction::TagSubject`] (at most 64 bytes).
+    pub subject_tag: String,
+    /// Display name format of rewritten senders in alias mode; `{name}` is
+    /// the sender's display name (or address when it has none), `{address}`
+    /// its address. `None`: the operator's format.
+    pub sender_format: Option<String>,
+    /// Forwards per day (`None`: operator default).
+    pub forwards_per_day: Option<u32>,
+    /// Replies and new mail sent through aliases per day (`None`: operator default).
+    pub replies_per_day: Option<u32>,
+    /// Aliases created per hour (`None`: operator default).
+    pub aliases_per_hour: Option<u32>,
+    /// Send a notice when a forward to one of the mailboxes bounces.
+    pub notify_bounces: bool,
+    /// Send a notice when a message is quarantined.
+    pub notify_quarantine: bool,
+}
+
+impl Default for UserSettings {
+    fn default() -> Self {
+        Self {
+            dmarc_reject: DmarcRejectAction::Reject,
+            dmarc_quarantine: DmarcQuarantineAction::Quarantine,
+            subject_tag: "[SPAM?]".to_owned(),
+            sender_format: None,
+            forwards_per_day: None,
+            replies_per_day: None,
+            aliases_per_hour: None,
+            notify_bounces: true,
+            notify_quarantine: true,
+        }
+    }
 }
 
 impl User {
@@ -74,6 +143,7 @@ impl User {
             created_at: now,
             updated_at: now,
             last_login_at: None,
+            settings: UserSettings::default(),
             revision: 0,
         }
     }

@@ -229,3 +229,29 @@ pub struct Contact {
     /// Optimistic-concurrency revision.
     pub revision: u64,
 }
+
+impl Contact {
+    /// A new, unblocked contact of `alias` with reverse-alias token `reverse_key`.
+    #[must_use]
+    pub fn new(
+        alias: &Alias,
+        address: EmailAddress,
+        display_name: Option<String>,
+        reverse_key: String,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id: ContactId::new(),
+            alias: alias.id,
+            owner: alias.owner,
+            address,
+            display_name,
+            blocked: false,
+            reverse_key,
+            created_at: now,
+            updated_at: now,
+            last_seen_at: Some(now),
+            revision: 0,
+        }
+    }
+}

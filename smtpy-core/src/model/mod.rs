@@ -16,10 +16,14 @@ mod account;
 mod alias;
 mod audit;
 mod domain;
+mod event;
 mod queue;
 mod rule;
 
-pub use account::{ApiKey, ApiScope, Invitation, Role, SecretHash, Session, User, UserStatus};
+pub use account::{
+    ApiKey, ApiScope, DmarcQuarantineAction, DmarcRejectAction, Invitation, Role, SecretHash,
+    Session, User, UserSettings, UserStatus,
+};
 pub use alias::{
     Alias, AliasCounters, AliasLimits, AliasMode, Contact, CounterDelta, DisabledReply, Mailbox,
 };
@@ -27,6 +31,7 @@ pub use audit::{Actor, AuditEvent, DailyUsage, UsageRecord, UsageSubject};
 pub use domain::{
     CatchAll, CheckStatus, DkimAlgorithm, DkimKey, DkimKeyState, DnsCheck, DnsChecks, Domain,
 };
+pub use event::{DeliveryEvent, EventFilter, EventKind};
 pub use queue::{
     LeaseToken, Leased, MessageKind, QueuedMessage, QueuedRecipient, RecipientState, RemoteReply,
 };

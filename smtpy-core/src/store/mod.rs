@@ -14,7 +14,7 @@
 //!   the process (backends commit with fsync or equivalent).
 //! * **Owner scoping.** Methods taking an [`Access`] only see rows of that
 //!   owner when given [`Access::Owner`]; rows of other owners behave exactly
-//!   like missing rows ([`StoreError::NotFound`]), so ids leak nothing.
+//!   like missing rows ([`StoreError::NotFound`](crate::StoreError::NotFound)), so ids leak nothing.
 //!   [`Access::System`] sees everything and is for the mail path, jobs and
 //!   administrators.
 //! * **Addresses** are compared by [`EmailAddress::canonical`]: case-insensitive
@@ -22,9 +22,22 @@
 //!   written.
 //! * **Revisions.** `update_*` methods write only when the given row's
 //!   `revision` equals the stored one, and return the stored row with the
-//!   revision incremented; a stale revision is [`StoreError::Conflict`].
-//! * **Errors.** Duplicates are [`StoreError::AlreadyExists`]; an unreachable
-//!   backend is [`StoreError::Unavailable`].
+//!   revision incremented; a stale revision is [`StoreError::Conflict`](crate::StoreError::Conflict).
+//! * **Errors.** Duplicates are [`StoreError::AlreadyExists`](crate::StoreError::AlreadyExists); an unreachable
+//!   backend is [`StoreError::Unavailable`](crate::StoreError::Unavailable).
+//!
+//! # Pagination
+//!
+//! Lists return a [`Page`] and continue from its [`Cursor`]: the id of the
+//! last row returned. Most lists run oldest first (ascending id), so the next
+//! page holds the rows whose id is greater than the cursor's. The delivery
+//! event log ([`EventStore::list_events`]) runs **newest first** (descending
+//! id), so its next page holds the rows whose id is smaller. Either way the
+//! cursor is just the last id, and paging is stable under inserts: ids are
+//! UUIDv7 and time-ordered, so a row appended while a client pages through a
+//! newest-first list has a larger id than every row already shown and never
+//! appears on a later page, and no row that existed when paging started is
+//! skipped or returned twice.
 
 use std::fmt;
 use std::str::FromStr;
@@ -38,8 +51,9 @@ use crate::error::StoreResult;
 use crate::gcra::{Decision, Quota};
 use crate::ids::{AliasId, ApiKeyId, ContactId, DomainId, InvitationId, MailboxId, RuleId, UserId};
 use crate::model::{
-    Alias, ApiKey, AuditEvent, Contact, CounterDelta, DailyUsage, Domain, ForwardingRule,
-    Invitation, Mailbox, SecretHash, Session, UsageRecord, UsageSubject, User,
+    Alias, ApiKey, AuditEvent, Contact, CounterDelta, DailyUsage, DeliveryEvent, Domain,
+    EventFilter, ForwardingRule, Invitation, Mailbox, SecretHash, Session, UsageRecord,
+    UsageSubject, User,
 };
 use crate::time::{Day, Timestamp};
 
@@ -64,6 +78,27 @@ impl Access {
             Access::System => true,
         }
     }
+
+    /// True if a row whose owner may be unknown (`None`, as in logs) is
+    /// visible: an owner sees only rows that name them as owner, `System`
+    /// sees every row.
+    ///
+    /// ```
+    /// use smtpy_core::ids::UserId;
+    /// use smtpy_core::store::Access;
+    ///
+    /// let me = UserId::new();
+    /// assert!(Access::Owner(me).permits_optional(Some(me)));
+    /// assert!(!Access::Owner(me).permits_optional(None));
+    /// assert!(Access::System.permits_optional(None));
+    /// ```
+    #[must_use]
+    pub fn permits_optional(&self, owner: Option<UserId>) -> bool {
+        match self {
+            Access::Owner(me) => owner == Some(*me),
+            Access::System => true,
+        }
+    }
 }
 
 /// Largest page a list method returns.
@@ -77,6 +112,12 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// id returned, so paging is stable under inserts: no row that existed when
 /// paging started is skipped or returned twice; rows inserted meanwhile
 /// appear on a later page or not at all.
+///
+/// The cursor does not carry a direction: an ascending (oldest first) list
+/// continues with ids greater than [`last_id`](Self::last_id), a newest-first
+/// list ([`EventStore::list_events`]) with ids smaller than it (see
+/// [`SortOrder::continues_after`]). A cursor is only meaningful for the list
+/// that returned it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cursor(Uuid);
 
@@ -125,6 +166,42 @@ impl<'de> Deserialize<'de> for Cursor {
     }
 }
 
+/// The direction of a list: which rows come after a [`Cursor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SortOrder {
+    /// Ascending id: oldest first. Every list but the event log.
+    #[default]
+    OldestFirst,
+    /// Descending id: newest first ([`EventStore::list_events`]).
+    NewestFirst,
+}
+
+impl SortOrder {
+    /// True if the row with `id` belongs after `cursor` in a list in this
+    /// order (always true without a cursor): the reference of what a backend's
+    /// `id > $cursor` or `id < $cursor` condition selects.
+    ///
+    /// ```
+    /// use smtpy_core::store::{Cursor, SortOrder};
+    /// use uuid::Uuid;
+    ///
+    /// let (older, newer) = (Uuid::now_v7(), Uuid::now_v7());
+    /// let cursor = Some(Cursor::after(older));
+    /// assert!(SortOrder::OldestFirst.continues_after(newer, cursor));
+    /// assert!(!SortOrder::NewestFirst.continues_after(newer, cursor));
+    /// assert!(SortOrder::NewestFirst.continues_after(older, Some(Cursor::after(newer))));
+    /// assert!(SortOrder::NewestFirst.continues_after(newer, None));
+    /// ```
+    #[must_use]
+    pub fn continues_after(self, id: Uuid, cursor: Option<Cursor>) -> bool {
+        match (self, cursor) {
+            (_, None) => true,
+            (SortOrder::OldestFirst, Some(c)) => id > c.0,
+            (SortOrder::NewestFirst, Some(c)) => id < c.0,
+        }
+    }
+}
+
 /// Which page of a list to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
@@ -167,15 +244,17 @@ impl PageRequest {
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
-    /// Rows, in id order.
+    /// Rows, in the list's order (ascending id, or descending for a
+    /// newest-first list).
     pub items: Vec<T>,
     /// Cursor for the next page; `None` on the last page.
     pub next: Option<Cursor>,
 }
 
 impl<T> Page<T> {
-    /// Builds a page from up to `limit + 1` rows fetched in id order: if
-    /// there is an extra row, it is dropped and `next` points after the last kept one.
+    /// Builds a page from up to `limit + 1` rows fetched in the list's order
+    /// (either [`SortOrder`]): if there is an extra row, it is dropped and
+    /// `next` points after the last kept one.
     pub fn from_overfetch(mut rows: Vec<T>, limit: usize, id_of: impl Fn(&T) -> Uuid) -> Self {
         if rows.len() > limit {
             rows.truncate(limit);
@@ -288,7 +367,8 @@ pub trait UserStore: Send + Sync {
     /// Number of users (to know whether the first admin exists).
     async fn count_users(&self) -> StoreResult<u64>;
     /// Deletes a user and everything they own: sessions, API keys,
-    /// invitations they sent, domains, mailboxes, rules, contacts, usage.
+    /// invitations they sent, domains, mailboxes, rules, contacts, usage,
+    /// and the delivery events whose `owner` is them (the log of their mail).
     /// Their aliases are purged and leave tombstones, so nobody can take the
     /// addresses over. Audit events stay. `NotFound` if missing; `Conflict`
     /// (and nothing deleted) if a domain they own carries other users'
@@ -431,6 +511,7 @@ pub trait AliasStore: Send + Sync {
     /// Soft-deletes at `at`; idempotent (an already deleted alias keeps its
     /// first `deleted_at`). Bumps the revision when it changes something;
     /// `updated_at` is left as it was (it records the owner's last edit).
+    /// The alias's delivery events stay (they are history).
     async fn delete_alias(&self, access: Access, id: AliasId, at: Timestamp) -> StoreResult<()>;
     /// Undoes a soft delete; idempotent on a live alias. `NotFound` once purged.
     async fn restore_alias(&self, access: Access, id: AliasId) -> StoreResult<()>;
@@ -446,7 +527,9 @@ pub trait AliasStore: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<u64>;
     /// Adds `delta` to the counters and sets `last_used_at = at` (never
-    /// backwards); does not bump the revision. `NotFound` if missing.
+    /// backwards); does not bump the revision. `NotFound` if missing. Like
+    /// [`EventStore::append_events`], may reach the disk only with the next
+    /// durable commit.
     async fn record_alias_activity(
         &self,
         id: AliasId,
@@ -455,7 +538,8 @@ pub trait AliasStore: Send + Sync {
     ) -> StoreResult<()>;
     /// Permanently removes aliases soft-deleted at or before `older_than`,
     /// with their contacts, alias-scoped rules and per-alias usage, leaving
-    /// tombstones.
+    /// tombstones. Their delivery events stay: they are history, kept until
+    /// [`EventStore::purge_events`] or the owner's deletion.
     /// Returns how many aliases were purged.
     async fn purge_deleted_aliases(&self, older_than: Timestamp) -> StoreResult<u64>;
     /// True if `address` was purged and can never be created again.
@@ -536,11 +620,78 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Page<AuditEvent>>;
 }
 
+/// The per-message delivery event log.
+///
+/// Events are history: appending one does not check that the owner, alias,
+/// mailbox or message it names exists (an event may outlive all of them),
+/// and deleting or purging an alias keeps its events. They go with
+/// [`purge_events`](Self::purge_events) (retention) or when their owner is
+/// deleted ([`UserStore::delete_user`]).
+///
+/// Lists are **newest first**: by descending id (ids are UUIDv7, so this is
+/// the order the events were created in), and the next page continues with
+/// smaller ids (see [`Cursor`]).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use smtpy_core::ids::UserId;
+/// use smtpy_core::memory::MemoryStore;
+/// use smtpy_core::model::{DeliveryEvent, EventFilter, EventKind};
+/// use smtpy_core::store::{Access, EventStore, PageRequest};
+/// use smtpy_core::time::Timestamp;
+///
+/// let store = MemoryStore::new();
+/// let owner = UserId::new();
+/// let at = Timestamp::from_unix_secs(1_700_000_000);
+/// let mut accepted = DeliveryEvent::new(EventKind::Accepted, at).with("reply", "250 2.0.0 OK");
+/// accepted.owner = Some(owner);
+/// let mut delivered = DeliveryEvent::new(EventKind::Delivered, at);
+/// delivered.owner = Some(owner);
+/// store.append_events(&[accepted.clone(), delivered.clone()]).await?;
+///
+/// let page = store
+///     .list_events(Access::Owner(owner), &EventFilter::default(), PageRequest::first(10))
+///     .await?;
+/// assert_eq!(page.items, vec![delivered, accepted], "newest first");
+/// let delivered_only = EventFilter { kinds: vec![EventKind::Delivered], ..Default::default() };
+/// assert_eq!(store.count_events(&delivered_only).await?, 1);
+/// # Ok::<(), smtpy_core::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends events atomically (all or none). Ids are unique
+    /// (`AlreadyExists` on a duplicate id, whether it is already stored or
+    /// twice in the batch; nothing of the batch is then stored). An empty
+    /// batch is `Ok` and writes nothing. The append is visible at once but
+    /// may reach the disk only with the backend's next durable commit
+    /// (bookkeeping; a crash may lose the last few events, never mail).
+    async fn append_events(&self, events: &[DeliveryEvent]) -> StoreResult<()>;
+    /// Events matching `filter` (see [`EventFilter::matches`]), newest first
+    /// (descending id), paginated by cursor (stable under concurrent
+    /// appends). An owner sees only events whose `owner` is them;
+    /// `Access::System` sees all. Another owner's events are simply absent
+    /// (an empty page, never an error).
+    async fn list_events(
+        &self,
+        access: Access,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<DeliveryEvent>>;
+    /// How many events match (for bounce thresholds: e.g. `Bounced` events
+    /// of a mailbox since a time). System access.
+    async fn count_events(&self, filter: &EventFilter) -> StoreResult<u64>;
+    /// Deletes events at or before `older_than` (by `at`); returns how many
+    /// (retention).
+    async fn purge_events(&self, older_than: Timestamp) -> StoreResult<u64>;
+}
+
 /// Daily usage counters.
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     /// Adds the record to the user's counter and (if set) the alias's
-    /// counter of the record's UTC day, atomically.
+    /// counter of the record's UTC day, atomically. May reach the disk only
+    /// with the next durable commit (bookkeeping).
     async fn record_usage(&self, record: &UsageRecord) -> StoreResult<()>;
     /// Days with usage for `subject` in `from..=to`, ascending. Days without
     /// usage are absent. An owner only sees their own subjects (`NotFound` otherwise).
@@ -583,6 +734,7 @@ pub trait Store:
     + ContactStore
     + RuleStore
     + AuditStore
+    + EventStore
     + UsageStore
     + RateLimitStore
     + fmt::Debug

@@ -2,10 +2,10 @@
 //! changes, purge and tombstones.
 
 use super::expect;
-use super::fixtures::{self, address, new_alias, t, unique_address, upper_cased};
+use super::fixtures::{self, T0, address, new_alias, t, unique_address, upper_cased};
 use crate::ids::{AliasId, MailboxId};
-use crate::model::{Alias, RuleScope};
-use crate::store::{Access, BulkAliasAction, Store};
+use crate::model::{Alias, EventFilter, EventKind, RuleScope};
+use crate::store::{Access, BulkAliasAction, PageRequest, Store};
 use crate::time::Timestamp;
 
 /// The stored state of each alias, by `System`.
@@ -290,7 +290,8 @@ pub async fn alias_bulk_update_all_or_nothing(store: &dyn Store) {
 }
 
 /// Purging removes the alias with its contacts and alias-scoped rules and
-/// leaves a tombstone: the address can never be created again.
+/// leaves a tombstone: the address can never be created again. Its delivery
+/// events stay.
 pub async fn alias_purge_leaves_tombstones(store: &dyn Store) {
     // Long before every other test's deletions (see the module docs of `testing`).
     let era = Timestamp::from_unix_secs(900_000_000);
@@ -302,6 +303,13 @@ pub async fn alias_purge_leaves_tombstones(store: &dyn Store) {
     let user_rule = fixtures::rule(store, &owner, RuleScope::User, 1).await;
     let domain_rule = fixtures::rule(store, &owner, RuleScope::Domain(domain.id), 2).await;
     let keep_rule = fixtures::rule(store, &owner, RuleScope::Alias(keep.id), 3).await;
+    let mut event = fixtures::new_event(EventKind::Delivered, Some(owner.id), T0);
+    event.alias = Some(alias.id);
+    event.mailbox = Some(mailbox.id);
+    store
+        .append_events(std::slice::from_ref(&event))
+        .await
+        .expect("append_events");
     store
         .delete_alias(me, alias.id, era)
         .await
@@ -310,6 +318,19 @@ pub async fn alias_purge_leaves_tombstones(store: &dyn Store) {
         .purge_deleted_aliases(era)
         .await
         .expect("purge_deleted_aliases");
+    let of_alias = EventFilter {
+        alias: Some(alias.id),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_events(me, &of_alias, PageRequest::default())
+            .await
+            .expect("list_events")
+            .items,
+        vec![event],
+        "a purged alias's delivery events stay: they are history"
+    );
 
     expect::not_found(
         store.get_alias(Access::System, alias.id).await,

@@ -10,10 +10,10 @@ use std::future::Future;
 use uuid::Uuid;
 
 use crate::address::{DomainName, EmailAddress};
-use crate::ids::{ApiKeyId, AuditEventId, InvitationId};
+use crate::ids::{ApiKeyId, AuditEventId, InvitationId, UserId};
 use crate::model::{
-    Actor, Alias, ApiKey, ApiScope, AuditEvent, Contact, Domain, ForwardingRule, Invitation,
-    Mailbox, Role, RuleAction, RuleScope, SecretHash, Session, User,
+    Actor, Alias, ApiKey, ApiScope, AuditEvent, Contact, DeliveryEvent, Domain, EventKind,
+    ForwardingRule, Invitation, Mailbox, Role, RuleAction, RuleScope, SecretHash, Session, User,
 };
 use crate::password::{PasswordHash, PasswordParams};
 use crate::secret::{EncryptedSecret, Keyring, SecretKey};
@@ -340,6 +340,17 @@ pub fn new_audit_event(owner: Option<&User>, action: &str, at: Timestamp) -> Aud
         at,
         details: Default::default(),
     }
+}
+
+/// A delivery event of `kind` at `at` owned by `owner`, with a unique
+/// sender and one detail; not stored. Events do not need the rows they name
+/// to exist, so tests may use fresh ids for owners, aliases and mailboxes.
+#[must_use]
+pub fn new_event(kind: EventKind, owner: Option<UserId>, at: Timestamp) -> DeliveryEvent {
+    let mut event = DeliveryEvent::new(kind, at).with("reply", "250 2.0.0 OK");
+    event.owner = owner;
+    event.sender = Some(unique_address("sender", "outside.example").to_string());
+    event
 }
 
 /// Runs `task(0)`, …, `task(n - 1)` at the same time and returns their

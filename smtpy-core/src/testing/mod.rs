@@ -34,9 +34,9 @@
 //! PostgreSQL schema shared by parallel tests): addresses and names are
 //! unique (UUID-based, see [`fixtures`]), lists are searched for the test's
 //! own rows, and counts are compared before and after. The global purges
-//! (`purge_deleted_aliases`, `purge_expired_sessions`, `purge_rate_limits`)
-//! are each called by one test only, with cut-offs far before the fixed
-//! timestamps every other test uses ([`fixtures::T0`]).
+//! (`purge_deleted_aliases`, `purge_expired_sessions`, `purge_rate_limits`,
+//! `purge_events`) are each called by one test only, with cut-offs far
+//! before the fixed timestamps every other test uses ([`fixtures::T0`]).
 
 mod aliases;
 mod aliases_lifecycle;
@@ -45,6 +45,7 @@ mod audit;
 mod contacts;
 mod credentials;
 mod domains;
+mod events;
 mod expect;
 pub mod fixtures;
 mod mailboxes;
@@ -62,6 +63,7 @@ pub use audit::*;
 pub use contacts::*;
 pub use credentials::*;
 pub use domains::*;
+pub use events::*;
 pub use mailboxes::*;
 pub use queue::*;
 pub use ratelimit::*;
@@ -112,6 +114,8 @@ macro_rules! conformance_suite {
             user_get_missing_is_not_found,
             user_find_by_email_case_and_idna,
             user_update_round_trip_and_revision,
+            user_settings_round_trip,
+            user_settings_update_and_revision,
             user_update_stale_revision_is_conflict,
             user_update_email_duplicate_is_already_exists,
             user_update_missing_is_not_found,
@@ -211,6 +215,15 @@ macro_rules! conformance_suite {
             audit_owner_scoping,
             audit_filter_action_and_since,
             audit_pagination,
+            // delivery events
+            event_append_list_round_trip,
+            event_list_newest_first_pagination_under_inserts,
+            event_filter_each_field,
+            event_filter_combined,
+            event_owner_scoping,
+            event_count,
+            event_purge,
+            event_append_is_atomic,
             // usage
             usage_records_sum_per_day,
             usage_owner_scoping,

@@ -8,7 +8,10 @@ use super::fixtures::{
     upper_cased,
 };
 use crate::ids::UserId;
-use crate::model::{Alias, Role, RuleScope, UsageRecord, UsageSubject, UserStatus};
+use crate::model::{
+    Alias, DmarcQuarantineAction, DmarcRejectAction, EventFilter, EventKind, Role, RuleScope,
+    UsageRecord, UsageSubject, UserSettings, UserStatus,
+};
 use crate::store::{Access, AuditFilter, PageRequest, Store};
 
 /// A user with every optional field set reads back equal, address spelled as written.
@@ -140,6 +143,106 @@ pub async fn user_update_round_trip_and_revision(store: &dyn Store) {
     assert_eq!(store.get_user(user.id).await.expect("get_user"), clear);
 }
 
+/// Settings with every field away from its default.
+fn custom_settings() -> UserSettings {
+    UserSettings {
+        dmarc_reject: DmarcRejectAction::Quarantine,
+        dmarc_quarantine: DmarcQuarantineAction::TagSubject,
+        subject_tag: "[Späm? \"x\"]".into(),
+        sender_format: Some("{name} via {address}".into()),
+        forwards_per_day: Some(0),
+        replies_per_day: Some(u32::MAX),
+        aliases_per_hour: Some(7),
+        notify_bounces: false,
+        notify_quarantine: false,
+    }
+}
+
+/// A user's settings read back as written, by every read, default or not.
+pub async fn user_settings_round_trip(store: &dyn Store) {
+    let mut user = new_user();
+    user.settings = custom_settings();
+    store.create_user(&user).await.expect("create_user");
+    assert_eq!(store.get_user(user.id).await.expect("get_user"), user);
+    assert_eq!(
+        store
+            .find_user_by_email(&upper_cased(&user.email))
+            .await
+            .expect("find_user_by_email"),
+        Some(user.clone())
+    );
+
+    let plain = fixtures::user(store).await;
+    assert_eq!(plain.settings, UserSettings::default());
+    assert_eq!(
+        store.get_user(plain.id).await.expect("get_user").settings,
+        UserSettings::default(),
+        "default settings read back as the default"
+    );
+
+    let mut page = PageRequest::first(MAX_LIST);
+    let mut listed = Vec::new();
+    loop {
+        let got = store.list_users(page).await.expect("list_users");
+        listed.extend(
+            got.items
+                .into_iter()
+                .filter(|u| u.id == user.id || u.id == plain.id),
+        );
+        match got.next {
+            Some(cursor) => page = PageRequest::after(cursor, MAX_LIST),
+            None => break,
+        }
+    }
+    assert_eq!(listed, vec![user, plain], "list_users returns the settings");
+}
+
+/// Page size for scanning every user.
+const MAX_LIST: u32 = 500;
+
+/// `update_user` writes the settings (revision-checked, bumping the
+/// revision), and a stale update changes none of them.
+pub async fn user_settings_update_and_revision(store: &dyn Store) {
+    let user = fixtures::user(store).await;
+    let mut edit = user.clone();
+    edit.settings = custom_settings();
+    let updated = store.update_user(&edit).await.expect("update_user");
+    assert_eq!(updated.settings, custom_settings());
+    assert_eq!(updated.revision, user.revision + 1);
+    assert_eq!(store.get_user(user.id).await.expect("get_user"), updated);
+
+    let mut stale = user.clone();
+    stale.settings.notify_bounces = false;
+    stale.settings.subject_tag = "[stale]".into();
+    expect::conflict(store.update_user(&stale).await, "stale revision");
+    assert_eq!(
+        store.get_user(user.id).await.expect("get_user"),
+        updated,
+        "a stale update changes no setting"
+    );
+
+    let mut back = updated.clone();
+    back.settings = UserSettings::default();
+    let reset = store
+        .update_user(&back)
+        .await
+        .expect("update_user back to defaults");
+    assert_eq!(reset.settings, UserSettings::default());
+    assert_eq!(reset.revision, user.revision + 2);
+    assert_eq!(store.get_user(user.id).await.expect("get_user"), reset);
+
+    let mut one = reset.clone();
+    one.settings.forwards_per_day = Some(25);
+    let changed = store.update_user(&one).await.expect("update_user");
+    assert_eq!(
+        changed.settings,
+        UserSettings {
+            forwards_per_day: Some(25),
+            ..UserSettings::default()
+        }
+    );
+}
+
 /// An update with a stale (or future) revision is `Conflict` and changes nothing.
 pub async fn user_update_stale_revision_is_conflict(store: &dyn Store) {
     let user = fixtures::user(store).await;
@@ -250,8 +353,9 @@ pub async fn user_list_pagination(store: &dyn Store) {
     }
 }
 
-/// `delete_user` removes everything the user owns, tombstones their aliases
-/// and keeps audit events; other users are untouched.
+/// `delete_user` removes everything the user owns (their delivery events
+/// included), tombstones their aliases and keeps audit events; other users
+/// are untouched.
 pub async fn user_delete_cascades(store: &dyn Store) {
     let (owner, domain, mailbox, alias) = fixtures::owner_with_alias(store).await;
     let contact = fixtures::contact(store, &alias).await;
@@ -280,6 +384,17 @@ pub async fn user_delete_cascades(store: &dyn Store) {
     store.append_audit(&event).await.expect("append_audit");
     let (bystander, _, _, bystander_alias) = fixtures::owner_with_alias(store).await;
     let bystander_session = fixtures::session(store, &bystander, T0).await;
+    let mut delivered = fixtures::new_event(EventKind::Delivered, Some(owner.id), T0);
+    delivered.alias = Some(alias.id);
+    delivered.mailbox = Some(mailbox.id);
+    let mut ownerless = fixtures::new_event(EventKind::Refused, None, T0);
+    ownerless.alias = Some(alias.id);
+    let mut bystander_event = fixtures::new_event(EventKind::Delivered, Some(bystander.id), T0);
+    bystander_event.alias = Some(bystander_alias.id);
+    store
+        .append_events(&[delivered, ownerless.clone(), bystander_event.clone()])
+        .await
+        .expect("append_events");
 
     store.delete_user(owner.id).await.expect("delete_user");
 
@@ -401,6 +516,39 @@ pub async fn user_delete_cascades(store: &dyn Store) {
         .await
         .expect("list_audit");
     assert_eq!(audit.items, vec![event], "audit events outlive the user");
+    let of_alias = EventFilter {
+        alias: Some(alias.id),
+        ..EventFilter::default()
+    };
+    let events = store
+        .list_events(sys, &of_alias, PageRequest::default())
+        .await
+        .expect("list_events");
+    assert_eq!(
+        events.items,
+        vec![ownerless],
+        "the user's delivery events go with them; events without an owner stay"
+    );
+    assert!(
+        store
+            .list_events(
+                Access::Owner(owner.id),
+                &EventFilter::default(),
+                PageRequest::default()
+            )
+            .await
+            .expect("list_events")
+            .items
+            .is_empty()
+    );
+    let of_mailbox = EventFilter {
+        mailbox: Some(mailbox.id),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        store.count_events(&of_mailbox).await.expect("count_events"),
+        0
+    );
 
     // Nobody can take the address over, even after hosting the domain again.
     let newcomer = fixtures::user(store).await;
@@ -437,6 +585,19 @@ pub async fn user_delete_cascades(store: &dyn Store) {
             .await
             .expect("find")
             .is_some()
+    );
+    assert_eq!(
+        store
+            .list_events(
+                Access::Owner(bystander.id),
+                &EventFilter::default(),
+                PageRequest::default()
+            )
+            .await
+            .expect("list_events")
+            .items,
+        vec![bystander_event],
+        "other users' events stay"
     );
 }
 
