@@ -240,6 +240,7 @@ impl UserStore for RedbStore {
                 remove_invitation(tx, inv)?;
             }
             delete_usage(tx, UsageSubject::User(id))?;
+            crate::events::delete_events_of_owner(tx, id)?;
 
             tx.users_by_email()?
                 .remove(user.email.canonical().as_str())?;

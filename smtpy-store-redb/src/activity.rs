@@ -69,7 +69,7 @@ impl AuditStore for RedbStore {
 impl UsageStore for RedbStore {
     async fn record_usage(&self, record: &UsageRecord) -> StoreResult<()> {
         let record = *record;
-        self.write(move |tx| {
+        self.write_lazy(move |tx| {
             let day = record.at.day();
             let mut usage = tx.usage()?;
             let subjects = std::iter::once(UsageSubject::User(record.user))

@@ -325,7 +325,7 @@ impl AliasStore for RedbStore {
         delta: CounterDelta,
         at: Timestamp,
     ) -> StoreResult<()> {
-        self.write(move |tx| {
+        self.write_lazy(move |tx| {
             let key: Id = id.to_bytes();
             let mut alias: Alias = load(&*tx.aliases()?, &key)?.ok_or(not_found("alias"))?;
             let c = &mut alias.counters;

@@ -11,8 +11,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use smtpy_core::model::{
-    Alias, ApiKey, AuditEvent, Contact, Domain, ForwardingRule, Invitation, Mailbox, Session,
-    UsageSubject, User,
+    Alias, ApiKey, AuditEvent, Contact, DeliveryEvent, Domain, EventKind, ForwardingRule,
+    Invitation, Mailbox, Session, UsageSubject, User,
 };
 use smtpy_core::time::{Day, Timestamp};
 
@@ -45,6 +45,7 @@ records!(
     Contact => "contact",
     ForwardingRule => "rule",
     AuditEvent => "audit event",
+    DeliveryEvent => "delivery event",
 );
 
 /// Encodes a row: version byte, then postcard.
@@ -211,6 +212,41 @@ pub(crate) fn usage_parts(v: &[u8; 16]) -> (u64, u64) {
     (u64::from_le_bytes(m), u64::from_le_bytes(b))
 }
 
+/// The one-byte code of an event kind in the event indexes: the variant's
+/// index, as the row's postcard encoding writes it (a one-byte varint while
+/// there are fewer than 128 kinds).
+pub(crate) fn kind_code(kind: EventKind) -> Result<u8, Error> {
+    let mut buf = [0u8; 1];
+    let used = postcard::to_slice(&kind, &mut buf).map_err(|source| Error::Encode {
+        entity: "delivery event",
+        source,
+    })?;
+    match used {
+        [code] => Ok(*code),
+        _ => Err(Error::Internal("an event kind does not encode as one byte")),
+    }
+}
+
+/// What the per-owner, -alias, -mailbox and -message event indexes hold
+/// for each event: `at ‖ kind code`, so that `since` and `kinds` filters and
+/// counts are answered from the index without reading the row.
+pub(crate) type EventEntry = [u8; 9];
+
+/// The [`EventEntry`] of an event.
+pub(crate) fn event_entry(at: Timestamp, kind: u8) -> EventEntry {
+    let mut v = [0u8; 9];
+    v[..8].copy_from_slice(&ts_bytes(at));
+    v[8] = kind;
+    v
+}
+
+/// The time of an [`EventEntry`].
+pub(crate) fn event_entry_at(v: &EventEntry) -> Timestamp {
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&v[..8]);
+    ts_from_bytes(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +277,34 @@ mod tests {
             assert_eq!(usage_key_day(&a), Day::from_days_since_epoch(w[0]));
         }
         assert_eq!(usage_parts(&usage_value(7, 1 << 40)), (7, 1 << 40));
+    }
+
+    #[test]
+    fn event_kinds_have_distinct_one_byte_codes() {
+        use smtpy_core::model::EventKind::*;
+        let kinds = [
+            Accepted,
+            Refused,
+            Blocked,
+            Quarantined,
+            RateLimited,
+            Delivered,
+            Deferred,
+            Failed,
+            Bounced,
+            Replied,
+            Notified,
+            AutoDisabled,
+        ];
+        let codes: Vec<u8> = kinds
+            .iter()
+            .map(|k| kind_code(*k).expect("one byte"))
+            .collect();
+        let expected: Vec<u8> = (0..kinds.len() as u8).collect();
+        assert_eq!(codes, expected, "the variant index, in declaration order");
+        let at = Timestamp::from_unix_millis(-5);
+        let entry = event_entry(at, 7);
+        assert_eq!((event_entry_at(&entry), entry[8]), (at, 7));
     }
 
     #[test]

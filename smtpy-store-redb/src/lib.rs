@@ -66,6 +66,17 @@
 //!   once converted). Use the SQL backend's PostgreSQL mode for several
 //!   instances.
 //!
+//! ## The delivery event log
+//!
+//! [`EventStore`](smtpy_core::store::EventStore) keeps each event once,
+//! plus one small index entry per field it names (owner, alias, mailbox,
+//! message) and one by time, all written in the append's one transaction.
+//! The index entries carry the event's time and kind, so a bounce-threshold
+//! count (`Bounced` events of a mailbox since an instant) reads only the
+//! mailbox's index entries, never a row; a list walks the most selective
+//! index newest first and reads only the rows it returns. Retention purges
+//! walk the time index up to the cut-off.
+//!
 //! ## The queue
 //!
 //! [`QueueStore`](smtpy_core::store::QueueStore) keeps each message in
@@ -114,6 +125,7 @@ mod codec;
 mod contacts;
 mod domains;
 mod error;
+mod events;
 mod queue;
 mod rules;
 mod schema;

@@ -1,11 +1,11 @@
 //! Tables, the schema version and its upgrade steps.
 //!
-//! # Layout (schema version 2)
+//! # Layout (schema version 3)
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | name | `u64` (`schema_version`) |
-//! | `users` | user id | row |
+//! | `users` | user id | row (with its settings since version 3) |
 //! | `users_by_email` | canonical email | user id |
 //! | `api_keys` | key id | row |
 //! | `api_keys_by_hash` | secret hash | key id |
@@ -35,6 +35,12 @@
 //! | `rules_by_owner` | owner ‖ rule id | — |
 //! | `audit` | event id | row |
 //! | `audit_by_owner` | owner ‖ event id | — |
+//! | `events` | delivery event id | row |
+//! | `events_by_owner` | owner ‖ event id | at ‖ kind code |
+//! | `events_by_alias` | alias ‖ event id | at ‖ kind code |
+//! | `events_by_mailbox` | mailbox ‖ event id | at ‖ kind code |
+//! | `events_by_message` | message ‖ event id | at ‖ kind code |
+//! | `events_by_time` | at ‖ event id | kind code |
 //! | `usage` | kind ‖ subject id ‖ day | messages ‖ bytes |
 //! | `rate_limits` | key | TAT (unix ms) |
 //! | `queue` | message id | row: envelope, recipients, schedule (no body) |
@@ -54,15 +60,32 @@
 //! Leasing moves the entry to the lease's end, so a lapsed lease is found
 //! by the same range scan as a due message, and leasing reads only the
 //! entries it takes.
+//!
+//! Version 3 gave users their settings (the upgrade rewrites every user row
+//! with the default settings) and added the delivery event log. An event
+//! row has an entry in `events_by_time` (for retention purges and unscoped
+//! counts) and one in each of `events_by_owner`, `_alias`, `_mailbox` and
+//! `_message` whose field it sets. Those entries carry the event's time and
+//! kind, so the filters that need neither the row nor another index
+//! (`since`, `kinds`: the bounce-threshold count) are answered from the
+//! index alone; a list walks one index newest first (descending id) and
+//! reads only the rows it may return.
 
 use std::cell::{RefCell, RefMut};
 
 use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use smtpy_core::ids::UserId;
+use smtpy_core::model::{Role, User, UserSettings, UserStatus};
+use smtpy_core::password::PasswordHash;
+use smtpy_core::secret::EncryptedSecret;
+use smtpy_core::time::Timestamp;
 
+use crate::codec::{Record, decode, encode};
 use crate::error::{Error, OpenError};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+pub(crate) const SCHEMA_VERSION: u64 = 3;
 
 /// Key of the schema version in [`META`].
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -160,6 +183,12 @@ tables! {
     queue_due, QUEUE_DUE, "queue_due": &'static [u8; 24] => ();
     queue_held, QUEUE_HELD, "queue_held": &'static [u8; 16] => ();
     queue_by_received, QUEUE_BY_RECEIVED, "queue_by_received": &'static [u8; 24] => ();
+    events, EVENTS, "events": &'static [u8; 16] => &'static [u8];
+    events_by_owner, EVENTS_BY_OWNER, "events_by_owner": &'static [u8; 32] => &'static [u8; 9];
+    events_by_alias, EVENTS_BY_ALIAS, "events_by_alias": &'static [u8; 32] => &'static [u8; 9];
+    events_by_mailbox, EVENTS_BY_MAILBOX, "events_by_mailbox": &'static [u8; 32] => &'static [u8; 9];
+    events_by_message, EVENTS_BY_MESSAGE, "events_by_message": &'static [u8; 32] => &'static [u8; 9];
+    events_by_time, EVENTS_BY_TIME, "events_by_time": &'static [u8; 24] => u8;
 }
 
 impl Tx<'_> {
@@ -191,11 +220,18 @@ pub(crate) struct UpgradeStep {
 }
 
 /// Every upgrade step, by `from` version (version 1 is the first schema).
-pub(crate) const UPGRADES: &[UpgradeStep] = &[UpgradeStep {
-    from: 1,
-    description: "add the queue tables",
-    apply: add_queue_tables,
-}];
+pub(crate) const UPGRADES: &[UpgradeStep] = &[
+    UpgradeStep {
+        from: 1,
+        description: "add the queue tables",
+        apply: add_queue_tables,
+    },
+    UpgradeStep {
+        from: 2,
+        description: "give users their settings; add the delivery event tables",
+        apply: add_user_settings_and_events,
+    },
+];
 
 /// 1 → 2: creates the (empty) queue tables.
 fn add_queue_tables(tx: &Tx<'_>) -> Result<(), Error> {
@@ -205,6 +241,84 @@ fn add_queue_tables(tx: &Tx<'_>) -> Result<(), Error> {
     drop(tx.queue_due()?);
     drop(tx.queue_held()?);
     drop(tx.queue_by_received()?);
+    Ok(())
+}
+
+/// A user row as versions 1 and 2 wrote it: [`User`] without `settings`.
+///
+/// Only the upgrade to version 3 reads it (and tests write it, to make
+/// version 2 files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserV2 {
+    pub(crate) id: UserId,
+    pub(crate) email: smtpy_core::address::EmailAddress,
+    pub(crate) password: Option<PasswordHash>,
+    pub(crate) role: Role,
+    pub(crate) status: UserStatus,
+    pub(crate) totp: Option<EncryptedSecret>,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    pub(crate) last_login_at: Option<Timestamp>,
+    pub(crate) revision: u64,
+}
+
+impl Record for UserV2 {
+    const ENTITY: &'static str = "user";
+}
+
+impl UserV2 {
+    /// The user with the default settings.
+    pub(crate) fn upgrade(self) -> User {
+        User {
+            id: self.id,
+            email: self.email,
+            password: self.password,
+            role: self.role,
+            status: self.status,
+            totp: self.totp,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_login_at: self.last_login_at,
+            settings: UserSettings::default(),
+            revision: self.revision,
+        }
+    }
+}
+
+/// 2 → 3: rewrites every user row with [`UserSettings::default()`] and
+/// creates the (empty) delivery event tables.
+///
+/// A row that already decodes as a current [`User`] (a file written by a
+/// development build between the two versions) is kept as it is; a row
+/// that decodes as neither fails the upgrade, which then leaves the file
+/// untouched.
+fn add_user_settings_and_events(tx: &Tx<'_>) -> Result<(), Error> {
+    let mut rewritten = Vec::new();
+    {
+        let users = tx.users()?;
+        for entry in users.iter()? {
+            let (k, v) = entry?;
+            match decode::<UserV2>(v.value()) {
+                Ok(old) => rewritten.push((*k.value(), encode(&old.upgrade())?)),
+                Err(legacy) => {
+                    if decode::<User>(v.value()).is_err() {
+                        return Err(legacy);
+                    }
+                }
+            }
+        }
+    }
+    let mut users = tx.users()?;
+    for (id, row) in &rewritten {
+        users.insert(id, row.as_slice())?;
+    }
+    drop(users);
+    drop(tx.events()?);
+    drop(tx.events_by_owner()?);
+    drop(tx.events_by_alias()?);
+    drop(tx.events_by_mailbox()?);
+    drop(tx.events_by_message()?);
+    drop(tx.events_by_time()?);
     Ok(())
 }
 

@@ -263,9 +263,36 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
+        self.write_with(redb::Durability::Immediate, f).await
+    }
+
+    /// [`write`](Self::write) without its own fsync, for bookkeeping that
+    /// may trail the mail it describes (events, counters, usage) and for
+    /// rows the caller makes durable with a durable commit of its own right
+    /// after (a contact created before its message is queued). The commit
+    /// is visible at once and reaches the disk with the next durable commit
+    /// of any writer (the queue commits all the time); a crash before that
+    /// loses it, never mail.
+    pub(crate) async fn write_lazy<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        self.write_with(redb::Durability::None, f).await
+    }
+
+    async fn write_with<T, F>(&self, durability: redb::Durability, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+    {
         let db = Arc::clone(&self.db);
         let joined = tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if txn.set_durability(durability).is_err() {
+                // Not allowed for this transaction: stay durable.
+                let _ = txn.set_durability(redb::Durability::Immediate);
+            }
             let (out, unchanged) = {
                 let tx = Tx::new(&txn);
                 let out = f(&tx);

@@ -270,6 +270,312 @@ fn missing_or_failing_upgrade_step_leaves_the_file_as_it_was() {
     assert_eq!(meta_value(&path, "half_done"), None, "rolled back");
 }
 
+/// The event tables version 3 added.
+const EVENT_TABLES: [&str; 6] = [
+    "events",
+    "events_by_owner",
+    "events_by_alias",
+    "events_by_mailbox",
+    "events_by_message",
+    "events_by_time",
+];
+
+fn table_names(path: &Path) -> Vec<String> {
+    use redb::TableHandle;
+    let db = Database::create(path).expect("raw open");
+    let txn = db.begin_read().expect("read txn");
+    txn.list_tables()
+        .expect("list")
+        .map(|t| t.name().to_owned())
+        .collect()
+}
+
+/// Turns a closed file written by this build into the version 2 file the
+/// previous release would have written with the same data: user rows in
+/// the version 2 layout (no settings, which that release did not have), no
+/// event tables, schema version 2.
+pub(crate) fn downgrade_to_v2(path: &Path) {
+    let db = Database::create(path).expect("raw open");
+    let txn = db.begin_write().expect("write txn");
+    {
+        let mut users = txn.open_table(schema::USERS).expect("users");
+        let mut old_rows = Vec::new();
+        for entry in users.iter().expect("iter") {
+            let (k, v) = entry.expect("entry");
+            let user: User = crate::codec::decode(v.value()).expect("a current user row");
+            let old = schema::UserV2 {
+                id: user.id,
+                email: user.email,
+                password: user.password,
+                role: user.role,
+                status: user.status,
+                totp: user.totp,
+                created_at: user.created_at,
+                updated_at: user.updated_at,
+                last_login_at: user.last_login_at,
+                revision: user.revision,
+            };
+            old_rows.push((*k.value(), crate::codec::encode(&old).expect("encode")));
+        }
+        for (k, row) in &old_rows {
+            users.insert(k, row.as_slice()).expect("insert");
+        }
+    }
+    for name in EVENT_TABLES {
+        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+        assert!(
+            txn.delete_table(def).expect("delete table"),
+            "{name} existed"
+        );
+    }
+    txn.open_table(META)
+        .expect("meta")
+        .insert(SCHEMA_VERSION_KEY, 2)
+        .expect("version");
+    txn.commit().expect("commit");
+}
+
+fn custom_settings() -> smtpy_core::model::UserSettings {
+    use smtpy_core::model::{DmarcQuarantineAction, DmarcRejectAction, UserSettings};
+    UserSettings {
+        dmarc_reject: DmarcRejectAction::Quarantine,
+        dmarc_quarantine: DmarcQuarantineAction::TagSubject,
+        subject_tag: "[x]".into(),
+        sender_format: Some("{name}".into()),
+        forwards_per_day: Some(3),
+        replies_per_day: None,
+        aliases_per_hour: Some(1),
+        notify_bounces: false,
+        notify_quarantine: false,
+    }
+}
+
+/// A version 2 file (users without settings, no event log) opens: every
+/// user gets the default settings and keeps everything else, the event
+/// tables appear, and the store works on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_file_is_upgraded_with_user_settings_and_event_tables() {
+    use smtpy_core::model::{DeliveryEvent, EventFilter, EventKind, UserSettings};
+    use smtpy_core::password::{PasswordHash, PasswordParams};
+    use smtpy_core::store::{EventStore, PageRequest};
+    assert_eq!(SCHEMA_VERSION, 3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("smtpy.redb");
+    let (f, admin, alias_row) = {
+        let store = RedbStore::open(&path).expect("open");
+        let f = fixture(&store).await;
+        let mut admin = User::new(addr("Admin@Example.org"), Role::Admin, T0);
+        admin.password = Some(
+            PasswordHash::hash("pw", &PasswordParams::insecure_fast_for_tests()).expect("hash"),
+        );
+        admin.last_login_at = Some(T0);
+        admin.settings = custom_settings();
+        store.create_user(&admin).await.expect("create");
+        let admin = store.update_user(&admin).await.expect("update");
+        let a = alias(&f, "shop");
+        store.create_alias(&a).await.expect("alias");
+        (f, admin, a)
+    };
+    downgrade_to_v2(&path);
+    assert_eq!(raw_version(&path), Some(2));
+    let names = table_names(&path);
+    assert!(names.iter().all(|n| !n.starts_with("events")), "{names:?}");
+    // The file no longer reads as current rows: it really is a v2 file.
+    {
+        let db = Database::create(&path).expect("raw open");
+        let txn = db.begin_read().expect("read txn");
+        let users = txn.open_table(schema::USERS).expect("users");
+        let row = users.get(&admin.id.to_bytes()).expect("get").expect("row");
+        assert!(crate::codec::decode::<User>(row.value()).is_err());
+    }
+
+    let store = RedbStore::open(&path).expect("upgrade");
+    drop(store);
+    assert_eq!(raw_version(&path), Some(3));
+    let names = table_names(&path);
+    for name in EVENT_TABLES {
+        assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+    }
+    let store = RedbStore::open(&path).expect("open upgraded");
+    let mut expected_admin = admin.clone();
+    expected_admin.settings = UserSettings::default();
+    assert_eq!(
+        store.get_user(admin.id).await.expect("admin kept"),
+        expected_admin,
+        "every field kept, settings defaulted"
+    );
+    assert_eq!(
+        store.get_user(f.user.id).await.expect("user kept"),
+        f.user,
+        "a user with default settings reads back equal"
+    );
+    assert_eq!(
+        store
+            .find_user_by_email(&addr("admin@example.org"))
+            .await
+            .expect("find")
+            .map(|u| u.id),
+        Some(admin.id),
+        "the email index still points at the row"
+    );
+    assert_eq!(
+        store
+            .get_alias(Access::System, alias_row.id)
+            .await
+            .expect("alias kept"),
+        alias_row
+    );
+    let mut edit = expected_admin.clone();
+    edit.settings = custom_settings();
+    let saved = store.update_user(&edit).await.expect("update settings");
+    assert_eq!(saved.revision, admin.revision + 1);
+    assert_eq!(store.get_user(admin.id).await.expect("get"), saved);
+
+    let mut event = DeliveryEvent::new(EventKind::Delivered, T0);
+    event.owner = Some(f.user.id);
+    event.alias = Some(alias_row.id);
+    store
+        .append_events(std::slice::from_ref(&event))
+        .await
+        .expect("append");
+    let page = store
+        .list_events(
+            Access::Owner(f.user.id),
+            &EventFilter::default(),
+            PageRequest::default(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.items, vec![event]);
+}
+
+/// The step from 2 keeps user rows that already have the current layout
+/// (written by a build between the versions) and refuses a user row it
+/// cannot read, leaving the file untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_upgrade_keeps_current_rows_and_refuses_garbage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("smtpy.redb");
+    let mut user = User::new(addr("owner@example.org"), Role::User, T0);
+    user.settings = custom_settings();
+    {
+        let store = RedbStore::open(&path).expect("open");
+        store.create_user(&user).await.expect("create");
+    }
+    set_raw_version(&path, 2);
+    {
+        let store = RedbStore::open(&path).expect("upgrade");
+        assert_eq!(
+            store.get_user(user.id).await.expect("get"),
+            user,
+            "a current row keeps its settings"
+        );
+    }
+    assert_eq!(raw_version(&path), Some(3));
+
+    // A user row that is neither layout.
+    let ghost = [7u8; 16];
+    {
+        let db = Database::create(&path).expect("raw open");
+        let txn = db.begin_write().expect("write txn");
+        txn.open_table(schema::USERS)
+            .expect("users")
+            .insert(&ghost, b"\x01garbage".as_slice())
+            .expect("insert");
+        txn.open_table(META)
+            .expect("meta")
+            .insert(SCHEMA_VERSION_KEY, 2)
+            .expect("version");
+        txn.commit().expect("commit");
+    }
+    let err = RedbStore::open(&path).expect_err("unreadable user row");
+    assert!(matches!(err, OpenError::Unrecognised { .. }), "{err:?}");
+    assert_eq!(raw_version(&path), Some(2), "left as it was");
+    let db = Database::create(&path).expect("raw open");
+    let txn = db.begin_read().expect("read txn");
+    let users = txn.open_table(schema::USERS).expect("users");
+    assert_eq!(
+        users.get(&ghost).expect("get").map(|g| g.value().to_vec()),
+        Some(b"\x01garbage".to_vec())
+    );
+}
+
+/// Appends, purges and user deletion keep every event index in step with
+/// the rows; a refused batch writes nothing anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_indexes_follow_the_rows() {
+    use smtpy_core::ids::{MailboxId, MessageId};
+    use smtpy_core::model::{DeliveryEvent, EventFilter, EventKind};
+    use smtpy_core::store::EventStore;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(dir.path().join("smtpy.redb")).expect("open");
+    let f = fixture(&store).await;
+    let a = alias(&f, "shop");
+    store.create_alias(&a).await.expect("alias");
+    let counts = |s: &RedbStore| {
+        [
+            table_len(s, schema::EVENTS),
+            table_len(s, schema::EVENTS_BY_TIME),
+            table_len(s, schema::EVENTS_BY_OWNER),
+            table_len(s, schema::EVENTS_BY_ALIAS),
+            table_len(s, schema::EVENTS_BY_MAILBOX),
+            table_len(s, schema::EVENTS_BY_MESSAGE),
+        ]
+    };
+    let event = |kind, at, owner: bool, mailbox: bool| {
+        let mut e = DeliveryEvent::new(kind, at);
+        e.owner = owner.then_some(f.user.id);
+        e.alias = Some(a.id);
+        e.mailbox = mailbox.then(MailboxId::new);
+        e.message = Some(MessageId::new());
+        e
+    };
+    let old = event(
+        EventKind::Bounced,
+        Timestamp::from_unix_secs(10),
+        true,
+        true,
+    );
+    let anonymous = event(EventKind::Refused, T0, false, false);
+    let mine = event(EventKind::Delivered, T0, true, true);
+    store
+        .append_events(&[old.clone(), anonymous.clone(), mine.clone()])
+        .await
+        .expect("append");
+    assert_eq!(counts(&store), [3, 3, 2, 3, 2, 3]);
+
+    let mut dup = event(EventKind::Failed, T0, true, true);
+    let fresh = event(EventKind::Failed, T0, true, true);
+    dup.id = mine.id;
+    store
+        .append_events(&[fresh, dup])
+        .await
+        .expect_err("duplicate id");
+    assert_eq!(counts(&store), [3, 3, 2, 3, 2, 3], "nothing written");
+
+    assert_eq!(
+        store
+            .purge_events(Timestamp::from_unix_secs(10))
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(counts(&store), [2, 2, 1, 2, 1, 2]);
+    store.delete_user(f.user.id).await.expect("delete user");
+    assert_eq!(
+        counts(&store),
+        [1, 1, 0, 1, 0, 1],
+        "only the ownerless event is left"
+    );
+    assert_eq!(
+        store
+            .count_events(&EventFilter::default())
+            .await
+            .expect("count"),
+        1
+    );
+}
+
 #[test]
 fn the_registry_covers_every_version() {
     let missing: Vec<u64> = (1..=SCHEMA_VERSION)

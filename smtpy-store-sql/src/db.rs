@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use smtpy_core::StoreError;
 use smtpy_core::ids::{
-    AliasId, ApiKeyId, AuditEventId, ContactId, DomainId, InvitationId, MailboxId, RuleId, UserId,
+    AliasId, ApiKeyId, AuditEventId, ContactId, DomainId, EventId, InvitationId, MailboxId,
+    MessageId, RuleId, UserId,
 };
 use smtpy_core::model::SecretHash;
 use smtpy_core::time::Timestamp;
@@ -180,7 +181,9 @@ arg_from_id!(
     AliasId,
     ContactId,
     RuleId,
-    AuditEventId
+    AuditEventId,
+    EventId,
+    MessageId
 );
 
 /// Binds `args` in order to a query of either dialect.

@@ -51,10 +51,18 @@ const MIGRATIONS: &[Embedded] = &[
         postgres_up: include_str!("../migrations/postgres/0002_queue.up.sql"),
         postgres_down: include_str!("../migrations/postgres/0002_queue.down.sql"),
     },
+    Embedded {
+        version: 3,
+        description: "events_settings",
+        sqlite_up: include_str!("../migrations/sqlite/0003_events_settings.up.sql"),
+        sqlite_down: include_str!("../migrations/sqlite/0003_events_settings.down.sql"),
+        postgres_up: include_str!("../migrations/postgres/0003_events_settings.up.sql"),
+        postgres_down: include_str!("../migrations/postgres/0003_events_settings.down.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 2;
+pub const LATEST_VERSION: i64 = 3;
 
 /// The table recording which migrations are applied.
 pub const MIGRATIONS_TABLE: &str = "_smtpy_migrations";
@@ -178,4 +186,45 @@ pub(crate) async fn status(db: &Db) -> Result<Vec<MigrationStatus>, StoreError> 
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_consecutive_and_latest_is_the_last() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "{}", m.description);
+        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(LATEST_VERSION));
+    }
+
+    /// The `DEFAULT` that migration 0003 gives existing users' `settings`
+    /// is the JSON of `UserSettings::default()`, in both dialects: users
+    /// created before it keep the settings they had in effect.
+    #[test]
+    fn settings_default_is_the_default_settings() {
+        let expected = serde_json::to_value(smtpy_core::model::UserSettings::default())
+            .expect("settings serialise");
+        let m = MIGRATIONS
+            .iter()
+            .find(|m| m.version == 3)
+            .expect("migration 3");
+        for up in [m.sqlite_up, m.postgres_up] {
+            let line = up
+                .lines()
+                .find(|l| l.starts_with("ALTER TABLE users ADD COLUMN settings"))
+                .expect("the settings column");
+            let json = line
+                .split_once("DEFAULT '")
+                .and_then(|(_, rest)| rest.strip_suffix("';"))
+                .expect("a quoted default");
+            let found: serde_json::Value = serde_json::from_str(json).expect("JSON");
+            assert_eq!(found, expected);
+            let settings: smtpy_core::model::UserSettings =
+                serde_json::from_str(json).expect("reads as settings");
+            assert_eq!(settings, smtpy_core::model::UserSettings::default());
+        }
+    }
 }

@@ -4,8 +4,11 @@
 mod common;
 
 use smtpy_core::address::EmailAddress;
-use smtpy_core::model::{Role, User};
-use smtpy_core::store::UserStore;
+use smtpy_core::model::{
+    DeliveryEvent, DmarcQuarantineAction, DmarcRejectAction, EventFilter, EventKind, Role, User,
+    UserSettings,
+};
+use smtpy_core::store::{Access, EventStore, PageRequest, UserStore};
 use smtpy_core::time::Timestamp;
 use smtpy_store_sql::{Dialect, LATEST_VERSION, MIGRATIONS_TABLE, SqlStore, SqlStoreOptions};
 
@@ -17,6 +20,7 @@ const SMTPY_TABLES: &[&str] = &[
     "api_keys",
     "audit_events",
     "contacts",
+    "delivery_events",
     "domain_default_mailboxes",
     "domains",
     "invitations",
@@ -119,6 +123,91 @@ async fn postgres_down_to_zero_and_up_again() {
         return;
     };
     down_to_zero_and_up_again(&store).await;
+}
+
+/// Settings unlike the default in every field.
+fn custom_settings() -> UserSettings {
+    UserSettings {
+        dmarc_reject: DmarcRejectAction::Quarantine,
+        dmarc_quarantine: DmarcQuarantineAction::TagSubject,
+        subject_tag: "[x]".into(),
+        sender_format: Some("{name} ({address})".into()),
+        forwards_per_day: Some(10),
+        replies_per_day: Some(0),
+        aliases_per_hour: None,
+        notify_bounces: false,
+        notify_quarantine: true,
+    }
+}
+
+/// Down to 2 drops the event log and the settings column and keeps the
+/// users; up again gives them the default settings (what a database
+/// migrated from 2 gets) and an empty, working event log.
+async fn migration_3_down_and_up(store: &SqlStore) {
+    let mut user = User::new(
+        EmailAddress::parse(&format!("s-{}@example.org", uuid::Uuid::now_v7().simple()))
+            .expect("address"),
+        Role::User,
+        Timestamp::from_unix_secs(1_700_000_000),
+    );
+    user.settings = custom_settings();
+    store.create_user(&user).await.expect("create user");
+    let mut event = DeliveryEvent::new(EventKind::Delivered, user.created_at);
+    event.owner = Some(user.id);
+    store
+        .append_events(std::slice::from_ref(&event))
+        .await
+        .expect("append");
+    assert_eq!(store.get_user(user.id).await.expect("get"), user);
+
+    store.migrate_down(2).await.expect("migrate down to 2");
+    let at_2 = tables(store).await;
+    assert!(!at_2.iter().any(|t| t == "delivery_events"), "{at_2:?}");
+    assert!(at_2.iter().any(|t| t == "users"), "{at_2:?}");
+    let status = store.migration_status().await.expect("status");
+    assert_eq!(
+        status.iter().map(|m| m.applied).collect::<Vec<_>>(),
+        vec![true, true, false]
+    );
+
+    store.migrate_up().await.expect("migrate up");
+    assert_eq!(tables(store).await, SMTPY_TABLES);
+    let mut expected = user.clone();
+    expected.settings = UserSettings::default();
+    assert_eq!(
+        store.get_user(user.id).await.expect("get"),
+        expected,
+        "a user from before 0003 has the default settings"
+    );
+    let all = EventFilter::default();
+    let page = store
+        .list_events(Access::Owner(user.id), &all, PageRequest::default())
+        .await
+        .expect("list");
+    assert!(page.items.is_empty(), "the log starts empty: {page:?}");
+    store
+        .append_events(std::slice::from_ref(&event))
+        .await
+        .expect("append after the upgrade");
+    let mut edit = expected.clone();
+    edit.settings = custom_settings();
+    let saved = store.update_user(&edit).await.expect("update");
+    assert_eq!(saved.settings, custom_settings());
+    assert_eq!(saved.revision, user.revision + 1);
+}
+
+#[tokio::test]
+async fn sqlite_migration_3_down_and_up() {
+    let store = common::new_sqlite_store().await;
+    migration_3_down_and_up(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_migration_3_down_and_up() {
+    let Some(store) = common::new_postgres_store().await else {
+        return;
+    };
+    migration_3_down_and_up(&store).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod audit;
 mod contacts;
 mod credentials;
 mod domains;
+mod events;
 mod mailboxes;
 pub(crate) mod queue;
 mod rate_limit;
@@ -125,6 +126,15 @@ impl Where {
     pub(crate) fn after(&mut self, column: &str, page: &PageRequest) -> &mut Self {
         if let Some(cursor) = page.after {
             self.and(&format!("{column} > ?"), *cursor.last_id());
+        }
+        self
+    }
+
+    /// Adds `column < cursor` when the page has a cursor: the next page of
+    /// a newest-first list (`ORDER BY column DESC`).
+    pub(crate) fn before(&mut self, column: &str, page: &PageRequest) -> &mut Self {
+        if let Some(cursor) = page.after {
+            self.and(&format!("{column} < ?"), *cursor.last_id());
         }
         self
     }

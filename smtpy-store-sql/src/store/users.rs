@@ -9,12 +9,13 @@ use smtpy_core::{StoreError, StoreResult};
 
 use super::{Where, missing_or_stale, not_found, revision_arg};
 use crate::SqlStore;
-use crate::codec::enum_text;
+use crate::codec::{enum_text, json_text};
 use crate::db::{DbResultExt, Row, args, for_update};
 
 macro_rules! user_columns {
     () => {
-        "id, email, password, role, status, totp, created_at, updated_at, last_login_at, revision"
+        "id, email, password, role, status, totp, created_at, updated_at, last_login_at, settings, \
+         revision"
     };
 }
 
@@ -31,6 +32,7 @@ fn user_from_row(r: &Row) -> StoreResult<User> {
         created_at: r.ts("created_at")?,
         updated_at: r.ts("updated_at")?,
         last_login_at: r.opt_ts("last_login_at")?,
+        settings: r.json("settings")?,
         revision: r.u64("revision")?,
     })
 }
@@ -41,8 +43,8 @@ impl UserStore for SqlStore {
         let mut s = self.db.write_one().await?;
         s.execute(
             "INSERT INTO users (id, email, email_canonical, password, role, status, totp, \
-             created_at, updated_at, last_login_at, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             created_at, updated_at, last_login_at, settings, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             args![
                 user.id,
                 user.email.to_string(),
@@ -54,6 +56,7 @@ impl UserStore for SqlStore {
                 user.created_at,
                 user.updated_at,
                 user.last_login_at,
+                json_text(&user.settings, "user")?,
                 revision_arg(user.revision, "user")?,
             ],
         )
@@ -88,7 +91,8 @@ impl UserStore for SqlStore {
                 concat!(
                     "UPDATE users SET email = $3, email_canonical = $4, password = $5, role = $6, \
                      status = $7, totp = $8, updated_at = $9, last_login_at = $10, \
-                     revision = revision + 1 WHERE id = $1 AND revision = $2 RETURNING ",
+                     settings = $11, revision = revision + 1 \
+                     WHERE id = $1 AND revision = $2 RETURNING ",
                     user_columns!()
                 ),
                 args![
@@ -102,6 +106,7 @@ impl UserStore for SqlStore {
                     user.totp.as_ref().map(|t| t.to_text()),
                     user.updated_at,
                     user.last_login_at,
+                    json_text(&user.settings, "user")?,
                 ],
             )
             .await
@@ -207,6 +212,9 @@ impl UserStore for SqlStore {
         s.execute("DELETE FROM invitations WHERE invited_by = $1", args![id])
             .await?;
         s.execute("DELETE FROM usage_daily WHERE user_id = $1", args![id])
+            .await?;
+        // The log of their mail goes with them (events are kept otherwise).
+        s.execute("DELETE FROM delivery_events WHERE owner_id = $1", args![id])
             .await?;
         s.execute("DELETE FROM users WHERE id = $1", args![id])
             .await?;
