@@ -50,6 +50,7 @@
 //! The reference server (`examples/server` in the repository) composes the
 //! same pieces with a persistent store, TLS, SRS and a real transport.
 pub mod delivery;
+pub mod policy;
 pub mod server;
 pub mod session;
 pub mod transport;

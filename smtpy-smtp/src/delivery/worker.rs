@@ -2,17 +2,22 @@
 
 use std::sync::Arc;
 
-use smtpy_core::StoreError;
+use smtpy_core::address::DomainName;
+use smtpy_core::bounce::BounceClass;
 use smtpy_core::dsn::{self, DsnAction, DsnRecipient, DsnRequest};
 use smtpy_core::ids::MessageId;
+use smtpy_core::model::{DeliveryEvent, EventFilter, EventKind, RemoteReply};
 use smtpy_core::model::{Leased, MessageKind, QueuedMessage, QueuedRecipient, RecipientState};
+use smtpy_core::store::{Access, PageRequest};
 use smtpy_core::store::{Completion, QueueStore};
 use smtpy_core::time::{Clock, Timestamp};
 use smtpy_core::transport::{Envelope, Transport};
+use smtpy_core::{Store, StoreError};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::{DeliveryConfig, apply_outcomes};
+use crate::policy::{BounceReport, MailPolicy};
 
 /// Delivers what is due in the queue, until shut down.
 #[derive(Debug, Clone)]
@@ -27,6 +32,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     config: DeliveryConfig,
     wake: Arc<Notify>,
+    /// The store and policy for events, bounces, signing and notices.
+    policy: Option<(Arc<dyn Store>, Arc<MailPolicy>)>,
 }
 
 /// A running worker: wait for it to finish after signalling shutdown.
@@ -60,6 +67,29 @@ impl DeliveryWorker {
                 clock,
                 config,
                 wake: Arc::new(Notify::new()),
+                policy: None,
+            }),
+        }
+    }
+
+    /// Records delivery events in `store`, treats permanent failures of
+    /// forwards as bounces (thresholds, notices), suppresses DSNs that
+    /// would be backscatter and DKIM-signs DSNs, all per `policy`. Call
+    /// before [`waker`](Self::waker) and [`spawn`](Self::spawn).
+    #[must_use]
+    pub fn with_policy(self, store: Arc<dyn Store>, policy: Arc<MailPolicy>) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            store: Arc::clone(&shared.store),
+            transport: Arc::clone(&shared.transport),
+            clock: Arc::clone(&shared.clock),
+            config: shared.config.clone(),
+            wake: Arc::clone(&shared.wake),
+            policy: shared.policy.clone(),
+        });
+        Self {
+            inner: Arc::new(Inner {
+                policy: Some((store, policy)),
+                ..inner
             }),
         }
     }
@@ -174,12 +204,125 @@ impl Inner {
             done = message.is_done(),
             "delivery attempt"
         );
-        let follow_ups: Vec<QueuedMessage> = self.dsn(&message, &failed, now).into_iter().collect();
+        let mut follow_ups: Vec<QueuedMessage> = Vec::new();
+        let mut dsn_allowed = true;
+        if let Some((store, policy)) = &self.policy {
+            dsn_allowed = self
+                .after_attempt(
+                    &**store,
+                    policy,
+                    &message,
+                    &tried,
+                    &failed,
+                    now,
+                    &mut follow_ups,
+                )
+                .await;
+        }
+        if dsn_allowed {
+            follow_ups.extend(self.dsn(&message, &failed, now));
+        }
         Completion {
             token,
             message,
             follow_ups,
         }
+    }
+
+    /// Events for this attempt, bounces of forwards, notices. Returns
+    /// whether a DSN to the sender may be sent (not when the failure is a
+    /// spam rejection of mail whose sender we could not authenticate: that
+    /// DSN would be backscatter).
+    #[allow(clippy::too_many_arguments)]
+    async fn after_attempt(
+        &self,
+        store: &dyn Store,
+        policy: &MailPolicy,
+        message: &QueuedMessage,
+        tried: &[usize],
+        failed: &[usize],
+        now: Timestamp,
+        follow_ups: &mut Vec<QueuedMessage>,
+    ) -> bool {
+        let mut events = Vec::with_capacity(tried.len());
+        let mut spam_failure = false;
+        let mailboxes = match message.owner {
+            Some(owner) if !failed.is_empty() => {
+                store.list_mailboxes(owner).await.unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        for &i in tried {
+            let Some(r) = message.recipients.get(i) else {
+                continue;
+            };
+            let (kind, reply) = match &r.state {
+                RecipientState::Delivered { reply, .. } => (EventKind::Delivered, reply.clone()),
+                RecipientState::Failed { reply, reason, .. } => (
+                    EventKind::Failed,
+                    reply.clone().or_else(|| {
+                        Some(RemoteReply {
+                            code: 554,
+                            enhanced: None,
+                            text: reason.clone(),
+                        })
+                    }),
+                ),
+                _ => (EventKind::Deferred, r.last_reply.clone()),
+            };
+            let mut e = DeliveryEvent::new(kind, now)
+                .with("attempt", message.attempts.to_string())
+                .with("kind", format!("{:?}", message.kind).to_ascii_lowercase());
+            e.owner = message.owner;
+            e.alias = r.alias;
+            e.message = Some(message.id);
+            e.mailbox = mailboxes
+                .iter()
+                .find(|m| m.address.canonical() == r.address.canonical())
+                .map(|m| m.id);
+            if let Some(reply) = &reply {
+                e = e.with("reply", reply.to_string());
+            }
+            events.push(e);
+            if kind == EventKind::Failed
+                && let Some(owner) = message.owner
+                && matches!(message.kind, MessageKind::Forward | MessageKind::Reply)
+            {
+                let class = reply.as_ref().map_or(BounceClass::Hard, |r| {
+                    smtpy_core::bounce::classify_reply(r.code, r.enhanced.as_deref(), &r.text)
+                });
+                spam_failure |= class == BounceClass::Spam;
+                let report = BounceReport {
+                    owner,
+                    alias: r.alias,
+                    mailbox: events.last().and_then(|e| e.mailbox),
+                    message: Some(message.id),
+                    class,
+                    reply: reply.map(|r| r.to_string()).unwrap_or_default(),
+                    kind: message.kind,
+                };
+                if let Some(n) = policy
+                    .record_bounce(
+                        store,
+                        &report,
+                        &self.config.hostname,
+                        now,
+                        self.config.lifetime,
+                        &message.correlation_id,
+                    )
+                    .await
+                {
+                    follow_ups.push(n);
+                }
+            }
+        }
+        if let Err(e) = store.append_events(&events).await {
+            tracing::warn!(error = %e, "cannot record delivery events");
+        }
+        if spam_failure && message.kind == MessageKind::Forward {
+            return sender_was_authenticated(store, message.id).await;
+        }
+        true
     }
 
     async fn record(&self, done: &[Completion]) {
@@ -268,7 +411,28 @@ impl Inner {
             from_postmaster: self.config.postmaster.clone(),
             secret_addresses,
         };
-        let body = dsn::build_dsn(&request, now);
+        let secrets: Vec<String> = request
+            .secret_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let mut body = dsn::build_dsn(&request, now);
+        // Last guard: a DSN that would still show a mailbox is not sent.
+        if secrets
+            .iter()
+            .any(|s| smtpy_core::rewrite::scrub::leaks(&body, s))
+        {
+            tracing::error!(
+                message = %message.id,
+                "DSN suppressed: it would reveal a mailbox address"
+            );
+            return None;
+        }
+        if let Some((_, policy)) = &self.policy
+            && let Ok(domain) = DomainName::parse(&self.config.hostname)
+        {
+            body = policy.sign(&domain, None, body, now);
+        }
         Some(QueuedMessage {
             id: MessageId::new(),
             kind: MessageKind::Dsn,
@@ -285,4 +449,28 @@ impl Inner {
             correlation_id: message.correlation_id.clone(),
         })
     }
+}
+
+/// Whether the sender of a forward passed DMARC, or SPF or DKIM, when we
+/// accepted it (from its `Accepted` event). Unknown counts as not.
+async fn sender_was_authenticated(store: &dyn Store, message: MessageId) -> bool {
+    let Ok(page) = store
+        .list_events(
+            Access::System,
+            &EventFilter {
+                message: Some(message),
+                kinds: vec![EventKind::Accepted, EventKind::Quarantined],
+                ..EventFilter::default()
+            },
+            PageRequest::first(10),
+        )
+        .await
+    else {
+        return false;
+    };
+    page.items.iter().any(|e| {
+        ["dmarc", "spf", "dkim"]
+            .iter()
+            .any(|k| e.details.get(*k).is_some_and(|v| v == "pass"))
+    })
 }

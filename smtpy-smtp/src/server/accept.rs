@@ -1,5 +1,12 @@
-//! What happens at RCPT and at the end of DATA: route each recipient
-//! through core, then turn an accepted message into durable queue entries.
+//! What happens at MAIL, RCPT and at the end of DATA: route each recipient
+//! through core and the [`MailPolicy`], then turn an accepted message into
+//! durable queue entries.
+//!
+//! End of DATA, in order: loop check → forged `Authentication-Results`
+//! removed → SPF/DKIM/DMARC/ARC → per alias: DMARC policy, rules, alias-mode
+//! rewriting (or SRS + ARC in forward mode), DKIM signature → replies:
+//! owner authentication, scrubbing, signature → bounces: classification,
+//! thresholds, notices → enqueue (one durable write per message) → 250.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,16 +15,26 @@ use std::time::Duration;
 
 use smtpy_core::Store;
 use smtpy_core::address::EmailAddress;
+use smtpy_core::auth::{AuthInput, AuthVerdict, DmarcAction};
 use smtpy_core::forward;
-use smtpy_core::ids::MessageId;
-use smtpy_core::model::{MessageKind, QueuedMessage, QueuedRecipient};
+use smtpy_core::ids::{MessageId, UserId};
+use smtpy_core::model::{
+    Alias, AliasMode, BlockReply, Contact, CounterDelta, DeliveryEvent, EventFilter, EventKind,
+    Mailbox, MessageKind, QueuedMessage, QueuedRecipient, UsageRecord,
+};
+use smtpy_core::notify::{DmarcOutcome, MessageSummary, Notification, QuarantineReason};
 use smtpy_core::reply::Reply;
+use smtpy_core::reverse::ReverseAliases;
+use smtpy_core::rewrite::{alias_mode, scrub};
 use smtpy_core::routing::{Refusal, Route, Router};
+use smtpy_core::rules::{EnvelopeFacts, MessageFacts, ParsedMessage, RuleSet};
 use smtpy_core::srs::Srs;
-use smtpy_core::store::QueueStore;
-use smtpy_core::time::Clock;
+use smtpy_core::store::{Access, PageRequest, QueueStore};
+use smtpy_core::time::{Clock, Timestamp};
 use tokio::sync::Notify;
 
+use super::Network;
+use crate::policy::{BounceReport, MailPolicy, enqueue_all};
 use crate::session::{Envelope, ForwardPath};
 
 /// Decides recipients and queues messages for one server.
@@ -34,6 +51,8 @@ pub struct Acceptor {
     /// and the holder of postmaster mail when `postmaster` is not set.
     pub(crate) local_postmaster: Option<EmailAddress>,
     pub(crate) wake: Option<Arc<Notify>>,
+    pub(crate) policy: Arc<MailPolicy>,
+    pub(crate) limit_exempt: Vec<Network>,
 }
 
 /// `554 5.4.6`: a mail loop (too many `Received:` or our own marker).
@@ -44,6 +63,40 @@ const QUEUE_FAILED: Reply = Reply::new(
     (4, 3, 0),
     "Cannot queue the message now, try again later",
 );
+/// `550 5.7.1`: the recipient blocks this sender (a rule, a blocklist or a
+/// blocked contact).
+pub const SENDER_BLOCKED: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "The recipient does not accept mail from this sender",
+);
+/// `550 5.7.1`: a reply through a reverse alias that could not be
+/// authenticated as coming from the alias owner's mailbox.
+pub const REPLY_NOT_AUTHENTICATED: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "Reply refused: it must come from your verified mailbox and pass DKIM or SPF for that mailbox's domain",
+);
+/// `550 5.7.1`: a reply that would reveal the owner's mailbox even after scrubbing.
+pub const REPLY_WOULD_LEAK: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "Reply refused: it would reveal your mailbox address (check attachments and signatures)",
+);
+
+/// `550 5.7.1`: a message to reverse aliases of two different aliases.
+pub const ONE_ALIAS_PER_REPLY: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "A message can go out through one alias at a time: send one message per alias",
+);
+
+/// What became of one alias's copy of a message.
+enum Disposition {
+    Queue(Box<QueuedMessage>),
+    Dropped,
+    Refused(Reply),
+}
 
 impl Acceptor {
     /// An acceptor routing through `store` and queueing into `queue` (often
@@ -66,6 +119,11 @@ impl Acceptor {
             lifetime: Duration::from_secs(5 * 24 * 3600),
             postmaster: None,
             wake: None,
+            policy: Arc::new(MailPolicy::default()),
+            limit_exempt: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| Network::parse(n))
+                .collect(),
         }
     }
     /// Rewrites forwarded envelopes with SRS and accepts bounces to SRS addresses.
@@ -93,16 +151,196 @@ impl Acceptor {
         self.wake = Some(wake);
         self
     }
+    /// Authentication, rules, limits, rewriting and signing (default: none).
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<MailPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Client networks exempt from the per-IP message limit (default loopback).
+    #[must_use]
+    pub fn with_limit_exempt(mut self, networks: Vec<Network>) -> Self {
+        self.limit_exempt = networks;
+        self
+    }
 
-    /// The route for one recipient (RCPT time).
+    /// The `MAIL FROM` decision: per-IP and per-sender-domain rate limits
+    /// (`450 4.7.1`, temporary). Always accepts without limits configured.
+    ///
+    /// # Errors
+    /// The reply refusing the sender.
+    pub async fn check_sender(
+        &self,
+        peer: IpAddr,
+        sender: Option<&EmailAddress>,
+    ) -> Result<(), Reply> {
+        let Some(limits) = &self.policy.limits else {
+            return Ok(());
+        };
+        if !self.limit_exempt.iter().any(|n| n.contains(peer)) {
+            limits.ip_message(peer).await.map_err(|d| d.reply)?;
+            if let Some(sender) = sender {
+                limits
+                    .sender_domain(sender.domain())
+                    .await
+                    .map_err(|d| d.reply)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The route for one recipient (RCPT time): routing, blocked contacts,
+    /// sender-only rules (a block is a `550` before DATA) and the per-alias
+    /// and per-user limits.
     pub async fn route(
         &self,
         rcpt: &EmailAddress,
         sender: Option<&EmailAddress>,
     ) -> Result<Route, Refusal> {
-        Router::new(&*self.store, self.srs.as_deref())
-            .route(rcpt, sender, self.clock.now())
+        let now = self.clock.now();
+        let route = Router::new(&*self.store, self.srs.as_deref())
+            .with_reverse(self.policy.reverse.as_ref())
+            .with_bounces(self.policy.bounces.as_ref())
+            .route(rcpt, sender, now)
+            .await?;
+        match &route {
+            Route::Forward { alias, .. } => self.rcpt_forward_policy(alias, sender, now).await?,
+            Route::Reply { alias, .. } => {
+                if let Some(limits) = &self.policy.limits {
+                    let owner = self
+                        .store
+                        .get_user(alias.owner)
+                        .await
+                        .map_err(temp_refusal)?;
+                    if !owner.is_admin()
+                        && let Err(d) = limits.user_reply(&owner).await
+                    {
+                        self.log_event(
+                            self.event(EventKind::RateLimited, now, Some(alias), sender)
+                                .with("reply", d.reply.to_string()),
+                        )
+                        .await;
+                        return Err(d.reply.into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(route)
+    }
+
+    async fn rcpt_forward_policy(
+        &self,
+        alias: &Alias,
+        sender: Option<&EmailAddress>,
+        now: Timestamp,
+    ) -> Result<(), Refusal> {
+        // A contact the owner blocked.
+        if let Some(sender) = sender
+            && let Ok(Some(contact)) = self.store.find_contact(alias.id, sender).await
+            && contact.blocked
+        {
+            self.count_blocked(alias, now, &sender.to_string(), "contact blocked")
+                .await;
+            return Err(SENDER_BLOCKED.into());
+        }
+        // Sender-only rules, before DATA.
+        let rules = RuleSet::compile(
+            self.store
+                .rules_for_alias(alias)
+                .await
+                .map_err(temp_refusal)?,
+        );
+        if let Some(blocked) = rules.evaluate_envelope(&EnvelopeFacts {
+            sender,
+            alias: &alias.address,
+        }) && blocked.reply == BlockReply::Reject
+        {
+            let who = sender.map_or_else(String::new, ToString::to_string);
+            self.count_blocked(alias, now, &who, &format!("rule {}", blocked.rule))
+                .await;
+            return Err(SENDER_BLOCKED.into());
+        }
+        if let Some(limits) = &self.policy.limits {
+            let owner = self
+                .store
+                .get_user(alias.owner)
+                .await
+                .map_err(temp_refusal)?;
+            // Per-user quotas are for accounts, not for the operator's own
+            // (admin) aliases; the per-alias limit applies to everyone.
+            let checked = match limits.alias_message(alias).await {
+                Ok(()) if owner.is_admin() => Ok(()),
+                Ok(()) => limits.user_forward(&owner).await,
+                Err(d) => Err(d),
+            };
+            if let Err(d) = checked {
+                self.log_event(
+                    self.event(EventKind::RateLimited, now, Some(alias), sender)
+                        .with("reply", d.reply.to_string()),
+                )
+                .await;
+                return Err(d.reply.into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn count_blocked(&self, alias: &Alias, now: Timestamp, sender: &str, why: &str) {
+        self.bump_blocked(alias, now).await;
+        let mut e = self
+            .event(EventKind::Blocked, now, Some(alias), None)
+            .with("reason", why);
+        if !sender.is_empty() {
+            e.sender = Some(sender.to_owned());
+        }
+        self.log_event(e).await;
+    }
+
+    async fn bump_blocked(&self, alias: &Alias, now: Timestamp) {
+        if let Err(e) = self
+            .store
+            .record_alias_activity(
+                alias.id,
+                CounterDelta {
+                    blocked: 1,
+                    ..CounterDelta::default()
+                },
+                now,
+            )
             .await
+        {
+            tracing::warn!(error = %e, "cannot count a blocked message");
+        }
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        now: Timestamp,
+        alias: Option<&Alias>,
+        sender: Option<&EmailAddress>,
+    ) -> DeliveryEvent {
+        let mut e = DeliveryEvent::new(kind, now);
+        if let Some(a) = alias {
+            e.owner = Some(a.owner);
+            e.alias = Some(a.id);
+        }
+        e.sender = sender.map(ToString::to_string);
+        e
+    }
+
+    async fn log_event(&self, event: DeliveryEvent) {
+        self.log_events(vec![event]).await;
+    }
+
+    async fn log_events(&self, events: Vec<DeliveryEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.append_events(&events).await {
+            tracing::warn!(error = %e, "cannot record delivery events");
+        }
     }
 
     /// Queues a finished message and returns the reply for the client:
@@ -121,11 +359,13 @@ impl Acceptor {
         }
         let now = self.clock.now();
         let id = MessageId::new();
-        let mut forwards: Vec<QueuedRecipient> = Vec::new();
-        let mut bounces: Vec<EmailAddress> = Vec::new();
-        let mut owner = None;
+
+        // Sort the recipients by what they are.
+        let mut forwards: Vec<(&Alias, &[Mailbox])> = Vec::new();
+        let mut replies: Vec<(&Alias, &Contact, &Mailbox)> = Vec::new();
+        let mut bounce_relays: Vec<EmailAddress> = Vec::new();
+        let mut bounces: Vec<MessageId> = Vec::new();
         let mut postmaster = false;
-        let mut first_alias: Option<&EmailAddress> = None;
         for path in &envelope.recipients {
             let route = match path {
                 ForwardPath::Postmaster => {
@@ -135,85 +375,120 @@ impl Acceptor {
                 ForwardPath::Mailbox(a) => routes.get(&a.canonical()),
             };
             match route {
-                Some(Route::Forward { alias, mailboxes }) => {
-                    owner.get_or_insert(alias.owner);
-                    first_alias.get_or_insert(&alias.address);
-                    for m in mailboxes {
-                        if forwards
-                            .iter()
-                            .any(|r| r.address.canonical() == m.address.canonical())
-                        {
-                            continue;
-                        }
-                        let mut r = QueuedRecipient::new(m.address.clone());
-                        r.alias = Some(alias.id);
-                        r.original = Some(alias.address.clone());
-                        forwards.push(r);
-                    }
+                Some(Route::Forward { alias, mailboxes })
+                    if !forwards.iter().any(|(a, _)| a.id == alias.id) =>
+                {
+                    forwards.push((alias, mailboxes));
                 }
-                Some(Route::BounceRelay { original }) => bounces.push(original.clone()),
+                Some(Route::Reply {
+                    alias,
+                    contact,
+                    mailbox,
+                }) => replies.push((alias, contact, mailbox)),
+                Some(Route::BounceRelay { original }) => bounce_relays.push(original.clone()),
+                Some(Route::Bounce { message }) => bounces.push(*message),
                 Some(Route::Postmaster) => postmaster = true,
                 // Discarded (a disabled alias set to discard) or unknown: nothing to queue.
                 _ => {}
             }
         }
-        let mut messages = Vec::with_capacity(3);
-        let received = |for_alias: Option<&EmailAddress>| -> Vec<String> {
-            for_alias
-                .or(self.local_postmaster.as_ref())
-                .map(|alias| {
-                    forward::received_header(
-                        &self.hostname,
-                        &envelope.helo,
-                        peer,
-                        envelope.protocol(),
-                        &id.to_string(),
-                        alias,
-                        now,
-                    )
-                })
-                .into_iter()
-                .collect()
+
+        // Authentication: once per message, for everything that needs it.
+        let authserv = self.hostname.as_str();
+        let body = match &self.policy.authenticator {
+            Some(_) => smtpy_core::auth::strip_forged_results(&body, authserv).into_owned(),
+            None => body,
         };
-        if !forwards.is_empty() {
-            let mut headers = received(first_alias);
-            headers.push(forward::loop_marker_header(&self.hostname));
-            let reverse_path = match (&envelope.reverse_path, &self.srs) {
-                (Some(sender), Some(srs)) => match srs.forward(sender, now) {
-                    Ok(rewritten) => Some(rewritten),
-                    Err(e) => {
-                        tracing::warn!(correlation = correlation_id, error = %e, "SRS rewrite failed; forwarding with the original sender");
-                        Some(sender.clone())
-                    }
-                },
-                (sender, _) => sender.clone(),
-            };
-            messages.push(self.message(
-                id,
-                MessageKind::Forward,
-                reverse_path,
-                envelope.reverse_path.clone(),
-                forward::prepend_headers(&body, &headers),
-                forwards,
-                owner,
-                correlation_id,
-                false,
-            ));
+        let verdict = match &self.policy.authenticator {
+            Some(auth) if !forwards.is_empty() || !replies.is_empty() || !bounces.is_empty() => {
+                Some(
+                    auth.authenticate(&AuthInput {
+                        message: &body,
+                        peer,
+                        helo: &envelope.helo,
+                        mail_from: envelope.reverse_path.as_ref(),
+                        authserv_id: authserv,
+                    })
+                    .await,
+                )
+            }
+            _ => None,
+        };
+        let ctx = Ctx {
+            envelope,
+            body: &body,
+            peer,
+            id,
+            now,
+            verdict: verdict.as_ref(),
+            correlation_id,
+        };
+
+        let mut messages: Vec<QueuedMessage> = Vec::with_capacity(2);
+        let mut follow_ups: Vec<QueuedMessage> = Vec::new();
+        let mut events: Vec<DeliveryEvent> = Vec::new();
+        let mut refusals: Vec<Reply> = Vec::new();
+        let mut fresh_id = {
+            let mut first = true;
+            move || {
+                if std::mem::take(&mut first) {
+                    id
+                } else {
+                    MessageId::new()
+                }
+            }
+        };
+
+        // Bounces come first: they may turn into forwards (auto-replies).
+        let mut bounce_forwards: Vec<(Alias, Vec<Mailbox>)> = Vec::new();
+        for message in bounces {
+            match self.handle_bounce(&ctx, message, &mut follow_ups).await {
+                Ok(Some(forward)) => bounce_forwards.push(forward),
+                Ok(None) => {}
+                Err(reply) => return reply,
+            }
         }
-        if !bounces.is_empty() {
-            let bounce_id = if messages.is_empty() {
-                id
-            } else {
-                MessageId::new()
-            };
+        for (alias, mailboxes) in &bounce_forwards {
+            if !forwards.iter().any(|(a, _)| a.id == alias.id) {
+                forwards.push((alias, mailboxes));
+            }
+        }
+
+        for (alias, mailboxes) in &forwards {
+            match self
+                .forward_one(
+                    &ctx,
+                    alias,
+                    mailboxes,
+                    fresh_id(),
+                    &mut events,
+                    &mut follow_ups,
+                )
+                .await
+            {
+                Ok(Disposition::Queue(m)) => messages.push(*m),
+                Ok(Disposition::Dropped) => {}
+                Ok(Disposition::Refused(r)) => refusals.push(r),
+                Err(reply) => return reply,
+            }
+        }
+
+        if !replies.is_empty() {
+            match self.reply(&ctx, &replies, fresh_id(), &mut events).await {
+                Ok(m) => messages.push(m),
+                Err(reply) => return reply,
+            }
+        }
+
+        if !bounce_relays.is_empty() {
             messages.push(
                 self.message(
-                    bounce_id,
+                    fresh_id(),
                     MessageKind::BounceRelay,
                     None,
                     None,
-                    forward::prepend_headers(&body, &received(None)),
-                    forward::dedup_recipients(bounces)
+                    forward::prepend_headers(&body, &self.received(&ctx, None)),
+                    forward::dedup_recipients(bounce_relays)
                         .into_iter()
                         .map(QueuedRecipient::new)
                         .collect(),
@@ -224,38 +499,702 @@ impl Acceptor {
             );
         }
         if postmaster {
-            let pm_id = if messages.is_empty() {
-                id
-            } else {
-                MessageId::new()
-            };
             let (to, held) = match (&self.postmaster, &self.local_postmaster) {
                 (Some(a), _) => (a.clone(), false),
                 (None, Some(local)) => (local.clone(), true),
                 (None, None) => return QUEUE_FAILED,
             };
             messages.push(self.message(
-                pm_id,
+                fresh_id(),
                 MessageKind::Forward,
                 envelope.reverse_path.clone(),
                 envelope.reverse_path.clone(),
-                forward::prepend_headers(&body, &received(None)),
+                forward::prepend_headers(&body, &self.received(&ctx, None)),
                 vec![QueuedRecipient::new(to)],
                 None,
                 correlation_id,
                 held,
             ));
         }
+
+        // Every recipient refused at DATA (DMARC reject, a rule): say so.
+        if messages.is_empty()
+            && let Some(first) = refusals.first()
+            && refusals.len() == forwards.len()
+            && replies.is_empty()
+            && !postmaster
+        {
+            self.log_events(events).await;
+            return first.clone();
+        }
+
         for m in &messages {
             if let Err(e) = self.queue.enqueue(m).await {
                 tracing::error!(correlation = correlation_id, error = %e, "enqueue failed");
                 return QUEUE_FAILED;
             }
         }
+        // Accounting and notices after the message is durable: losing them
+        // (logged) never loses mail.
+        self.account(&messages, now).await;
+        self.log_events(events).await;
+        enqueue_all(&*self.queue, &follow_ups).await;
         if let Some(wake) = &self.wake {
             wake.notify_one();
         }
         Reply::with_text(250, (2, 0, 0), format!("Queued as {id}"))
+    }
+
+    /// Usage and counters of what was queued.
+    async fn account(&self, messages: &[QueuedMessage], now: Timestamp) {
+        for m in messages {
+            let (Some(owner), Some(alias)) = (m.owner, m.recipients.iter().find_map(|r| r.alias))
+            else {
+                continue;
+            };
+            let delta = match m.kind {
+                MessageKind::Reply => CounterDelta {
+                    replied: 1,
+                    ..CounterDelta::default()
+                },
+                _ if m.held => continue,
+                _ => CounterDelta {
+                    forwarded: 1,
+                    ..CounterDelta::default()
+                },
+            };
+            if let Err(e) = self.store.record_alias_activity(alias, delta, now).await {
+                tracing::warn!(error = %e, "cannot update alias counters");
+            }
+            let usage = UsageRecord {
+                user: owner,
+                alias: Some(alias),
+                at: now,
+                messages: 1,
+                bytes: m.body.len() as u64,
+            };
+            if let Err(e) = self.store.record_usage(&usage).await {
+                tracing::warn!(error = %e, "cannot record usage");
+            }
+        }
+    }
+
+    fn received(&self, ctx: &Ctx<'_>, for_alias: Option<&EmailAddress>) -> Vec<String> {
+        for_alias
+            .or(self.local_postmaster.as_ref())
+            .map(|alias| {
+                forward::received_header(
+                    &self.hostname,
+                    &ctx.envelope.helo,
+                    ctx.peer,
+                    ctx.envelope.protocol(),
+                    &ctx.id.to_string(),
+                    alias,
+                    ctx.now,
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// Trace and authentication headers for a copy going to an owner.
+    fn trace_headers(&self, ctx: &Ctx<'_>, alias: &EmailAddress) -> Vec<String> {
+        let mut headers = self.received(ctx, Some(alias));
+        if let Some(v) = ctx.verdict {
+            headers.push(
+                v.authentication_results(&self.hostname)
+                    .trim_end()
+                    .to_owned(),
+            );
+        }
+        headers.push(forward::loop_marker_header(&self.hostname));
+        headers
+    }
+
+    #[allow(clippy::too_many_lines)]
+    async fn forward_one(
+        &self,
+        ctx: &Ctx<'_>,
+        alias: &Alias,
+        mailboxes: &[Mailbox],
+        id: MessageId,
+        events: &mut Vec<DeliveryEvent>,
+        follow_ups: &mut Vec<QueuedMessage>,
+    ) -> Result<Disposition, Reply> {
+        let owner = self
+            .store
+            .get_user(alias.owner)
+            .await
+            .map_err(|_| Reply::STORE_UNAVAILABLE)?;
+        let sender = ctx.envelope.reverse_path.as_ref();
+        let mut accepted = self.event(EventKind::Accepted, ctx.now, Some(alias), sender);
+        accepted.message = Some(id);
+        if let Some(v) = ctx.verdict {
+            accepted = accepted
+                .with("spf", v.spf_mail_from.to_string())
+                .with("dkim", v.dkim_summary().to_string())
+                .with("dmarc", v.dmarc.to_string())
+                .with("arc", v.arc.to_string());
+        }
+        let mut held = false;
+        let mut why_held: Option<String> = None;
+        let mut quarantine_reason = QuarantineReason::Dmarc;
+        let mut subject_prefixes: Vec<String> = Vec::new();
+
+        let parsed = ParsedMessage::parse(ctx.body);
+        // DMARC, by the owner's policy.
+        if let Some(v) = ctx.verdict {
+            match v.dmarc_action(&owner.settings) {
+                DmarcAction::Accept => {}
+                DmarcAction::Reject => {
+                    let reply = smtpy_core::auth::DMARC_REJECTED;
+                    let mut e = accepted.clone();
+                    e.kind = EventKind::Refused;
+                    events.push(e.with("reply", reply.to_string()));
+                    self.bump_blocked(alias, ctx.now).await;
+                    if let Some(n) =
+                        self.dmarc_notice(ctx, &owner, alias, &parsed, DmarcOutcome::Rejected)
+                    {
+                        follow_ups.push(n);
+                    }
+                    return Ok(Disposition::Refused(reply));
+                }
+                DmarcAction::Quarantine => {
+                    held = true;
+                    why_held = Some("DMARC policy of the sender's domain".into());
+                    quarantine_reason = QuarantineReason::Dmarc;
+                }
+                DmarcAction::TagSubject => {
+                    subject_prefixes.push(owner.settings.subject_tag.clone());
+                    if let Some(n) =
+                        self.dmarc_notice(ctx, &owner, alias, &parsed, DmarcOutcome::Tagged)
+                    {
+                        follow_ups.push(n);
+                    }
+                }
+            }
+        }
+
+        // Rules, in priority order.
+        let rule_list = self
+            .store
+            .rules_for_alias(alias)
+            .await
+            .map_err(|_| Reply::STORE_UNAVAILABLE)?;
+        let rules_by_id: HashMap<smtpy_core::ids::RuleId, String> =
+            rule_list.iter().map(|r| (r.id, r.name.clone())).collect();
+        let rules = RuleSet::compile(rule_list);
+        let (spf, dkim, dmarc) = match ctx.verdict {
+            Some(v) => (
+                Some(v.spf_mail_from.to_string()),
+                Some(v.dkim_summary().to_string()),
+                Some(v.dmarc.to_string()),
+            ),
+            None => (None, None, None),
+        };
+        let facts = MessageFacts::new(
+            EnvelopeFacts {
+                sender,
+                alias: &alias.address,
+            },
+            &parsed,
+            ctx.body.len() as u64,
+        )
+        .with_auth(spf.as_deref(), dkim.as_deref(), dmarc.as_deref());
+        let outcome = rules.evaluate(&facts);
+        if let Some(blocked) = &outcome.blocked {
+            self.count_blocked(
+                alias,
+                ctx.now,
+                &sender.map_or_else(String::new, ToString::to_string),
+                &format!("rule {}", blocked.rule),
+            )
+            .await;
+            return Ok(match blocked.reply {
+                BlockReply::Reject => Disposition::Refused(SENDER_BLOCKED),
+                BlockReply::Silent => Disposition::Dropped,
+            });
+        }
+        if let Some(rule) = outcome.quarantine {
+            if !held {
+                quarantine_reason = QuarantineReason::Rule {
+                    name: rules_by_id
+                        .get(&rule)
+                        .cloned()
+                        .unwrap_or_else(|| rule.to_string()),
+                };
+            }
+            held = true;
+            why_held = Some(format!("rule {rule}"));
+        }
+        subject_prefixes.extend(outcome.subject_prefixes.iter().cloned());
+        let mut targets: Vec<Mailbox> = mailboxes.to_vec();
+        if let Some(ids) = &outcome.forward_to {
+            let mut chosen = Vec::new();
+            for mid in ids {
+                if let Ok(m) = self
+                    .store
+                    .get_mailbox(Access::Owner(alias.owner), *mid)
+                    .await
+                    && m.can_receive()
+                {
+                    chosen.push(m);
+                }
+            }
+            if !chosen.is_empty() {
+                targets = chosen;
+            }
+        }
+
+        // The copy the mailboxes get.
+        let mut message = ctx.body.to_vec();
+        let reverse_path;
+        match alias.mode {
+            AliasMode::Alias => {
+                message = self
+                    .alias_mode(ctx, alias, &owner.settings, message)
+                    .await?;
+                reverse_path = match &self.policy.bounces {
+                    Some(b) => Some(b.encode(id, ctx.now)),
+                    None => self.srs_sender(ctx),
+                };
+            }
+            _ => {
+                reverse_path = self.srs_sender(ctx);
+            }
+        }
+        for prefix in &subject_prefixes {
+            message = alias_mode::prefix_subject(&message, prefix);
+        }
+        for (name, value) in &outcome.add_headers {
+            match alias_mode::add_header(&message, name, value) {
+                Ok(m) => message = m,
+                Err(e) => tracing::warn!(error = %e, "rule header not added"),
+            }
+        }
+        let mut message =
+            forward::prepend_headers(&message, &self.trace_headers(ctx, &alias.address));
+        if alias.mode != AliasMode::Alias
+            && let (Some(key), Some(v)) = (&self.policy.arc_key, ctx.verdict)
+            && let Some(auth) = &self.policy.authenticator
+        {
+            match auth.arc_seal(&message, v, key, &self.hostname).await {
+                Ok(seal) => {
+                    let mut sealed = Vec::with_capacity(seal.len() + message.len());
+                    sealed.extend_from_slice(seal.as_bytes());
+                    sealed.extend_from_slice(&message);
+                    message = sealed;
+                }
+                Err(e) => tracing::warn!(error = %e, "ARC sealing failed; forwarding unsealed"),
+            }
+        }
+        let hostname_domain = smtpy_core::address::DomainName::parse(&self.hostname).ok();
+        let message = self.policy.sign(
+            alias.address.domain(),
+            hostname_domain.as_ref(),
+            message,
+            ctx.now,
+        );
+
+        let recipients: Vec<QueuedRecipient> = targets
+            .iter()
+            .map(|m| {
+                let mut r = QueuedRecipient::new(m.address.clone());
+                r.alias = Some(alias.id);
+                r.original = Some(alias.address.clone());
+                r
+            })
+            .collect();
+        let mut mailbox_events: Vec<DeliveryEvent> = targets
+            .iter()
+            .map(|m| {
+                let mut e = accepted.clone();
+                e.id = smtpy_core::ids::EventId::new();
+                e.mailbox = Some(m.id);
+                // Owner-visible only; lets a bounce find its mailbox.
+                e.with("mailbox_address", m.address.to_string())
+            })
+            .collect();
+        if held {
+            for e in &mut mailbox_events {
+                e.kind = EventKind::Quarantined;
+                e.details
+                    .insert("reason".into(), why_held.clone().unwrap_or_default());
+            }
+            if owner.settings.notify_quarantine
+                && let Some(n) = self.policy.notification(
+                    &Notification::quarantine(
+                        owner.email.clone(),
+                        &alias.address,
+                        &summary(sender, &parsed),
+                        &quarantine_reason,
+                        None,
+                    ),
+                    &self.hostname,
+                    owner.id,
+                    ctx.now,
+                    self.lifetime,
+                    ctx.correlation_id,
+                )
+            {
+                follow_ups.push(n);
+            }
+        }
+        events.extend(mailbox_events);
+        Ok(Disposition::Queue(Box::new(self.message(
+            id,
+            MessageKind::Forward,
+            reverse_path,
+            ctx.envelope.reverse_path.clone(),
+            message,
+            recipients,
+            Some(alias.owner),
+            ctx.correlation_id,
+            held,
+        ))))
+    }
+
+    fn dmarc_notice(
+        &self,
+        ctx: &Ctx<'_>,
+        owner: &smtpy_core::model::User,
+        alias: &Alias,
+        parsed: &ParsedMessage,
+        outcome: DmarcOutcome,
+    ) -> Option<QueuedMessage> {
+        ctx.verdict?;
+        let n = Notification::dmarc_failure(
+            owner.email.clone(),
+            &alias.address,
+            &summary(ctx.envelope.reverse_path.as_ref(), parsed),
+            outcome,
+        );
+        self.policy.notification(
+            &n,
+            &self.hostname,
+            owner.id,
+            ctx.now,
+            self.lifetime,
+            ctx.correlation_id,
+        )
+    }
+
+    fn srs_sender(&self, ctx: &Ctx<'_>) -> Option<EmailAddress> {
+        match (&ctx.envelope.reverse_path, &self.srs) {
+            (Some(sender), Some(srs)) => match srs.forward(sender, ctx.now) {
+                Ok(rewritten) => Some(rewritten),
+                Err(e) => {
+                    tracing::warn!(correlation = ctx.correlation_id, error = %e, "SRS rewrite failed; forwarding with the original sender");
+                    Some(sender.clone())
+                }
+            },
+            (sender, _) => sender.clone(),
+        }
+    }
+
+    /// Alias mode: every outside address in From, Reply-To, To, Cc and a
+    /// mailto `List-Unsubscribe` becomes a reverse alias (contacts created
+    /// on first sight).
+    async fn alias_mode(
+        &self,
+        ctx: &Ctx<'_>,
+        alias: &Alias,
+        settings: &smtpy_core::model::UserSettings,
+        message: Vec<u8>,
+    ) -> Result<Vec<u8>, Reply> {
+        let Some(reverse) = &self.policy.reverse else {
+            return Ok(message);
+        };
+        let alias_domain = alias.address.domain().clone();
+        let is_ours = |a: &EmailAddress| {
+            a.domain() == &alias_domain || ReverseAliases::looks_like(a.local_part().as_str())
+        };
+        let external = alias_mode::external_addresses(&message, &is_ours);
+        let mut map: HashMap<String, EmailAddress> = HashMap::with_capacity(external.len());
+        for ext in external {
+            let key = ext.address.canonical();
+            if map.contains_key(&key) {
+                continue;
+            }
+            let contact = self
+                .contact_for(
+                    reverse,
+                    alias,
+                    &ext.address,
+                    ext.display_name.clone(),
+                    ctx.now,
+                )
+                .await?;
+            if let Ok(addr) = ReverseAliases::address(&contact.reverse_key, &alias_domain) {
+                map.insert(key, addr);
+            }
+        }
+        let format = settings
+            .sender_format
+            .as_deref()
+            .unwrap_or(&self.policy.sender_format);
+        alias_mode::rewrite(
+            &message,
+            &alias_mode::AliasModePlan {
+                alias: &alias.address,
+                sender_format: format,
+                reverse: &map,
+            },
+        )
+        .or_else(|e| {
+            // A message whose headers cannot be rewritten is forwarded as is
+            // rather than lost; the owner still gets it.
+            tracing::warn!(error = %e, "alias-mode rewrite failed; forwarding unchanged");
+            Ok(message)
+        })
+    }
+
+    /// The alias's contact for `address`, created with a fresh reverse alias
+    /// when there is none.
+    async fn contact_for(
+        &self,
+        reverse: &ReverseAliases,
+        alias: &Alias,
+        address: &EmailAddress,
+        display_name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Contact, Reply> {
+        if let Some(c) = self
+            .store
+            .find_contact(alias.id, address)
+            .await
+            .map_err(|_| Reply::STORE_UNAVAILABLE)?
+        {
+            return Ok(c);
+        }
+        let token = reverse
+            .mint(alias.address.domain())
+            .map_err(|_| Reply::STORE_UNAVAILABLE)?;
+        let contact = Contact::new(alias, address.clone(), display_name, token, now);
+        match self.store.create_contact(&contact).await {
+            Ok(()) => Ok(contact),
+            // Created concurrently: use that one.
+            Err(smtpy_core::StoreError::AlreadyExists { .. }) => self
+                .store
+                .find_contact(alias.id, address)
+                .await
+                .ok()
+                .flatten()
+                .ok_or(Reply::STORE_UNAVAILABLE),
+            Err(_) => Err(Reply::STORE_UNAVAILABLE),
+        }
+    }
+
+    /// A reply (or new mail) from the owner through reverse aliases.
+    async fn reply(
+        &self,
+        ctx: &Ctx<'_>,
+        replies: &[(&Alias, &Contact, &Mailbox)],
+        id: MessageId,
+        events: &mut Vec<DeliveryEvent>,
+    ) -> Result<QueuedMessage, Reply> {
+        let (alias, first_contact, mailbox) = replies[0];
+        // One alias per message: contacts of two aliases in one message would
+        // learn that both belong to one person. Refused, never dropped.
+        if replies.iter().any(|(a, _, _)| a.id != alias.id) {
+            return Err(ONE_ALIAS_PER_REPLY);
+        }
+        // Only the owner, authenticated for their mailbox's domain.
+        let Some(v) = ctx.verdict else {
+            return Err(REPLY_NOT_AUTHENTICATED);
+        };
+        let domain = mailbox.address.domain();
+        if !(v.dkim_aligned_pass(domain) || v.spf_aligned_pass(domain)) {
+            let mut e = self.event(
+                EventKind::Refused,
+                ctx.now,
+                Some(alias),
+                ctx.envelope.reverse_path.as_ref(),
+            );
+            e.mailbox = Some(mailbox.id);
+            self.log_event(
+                e.with("reason", "reply not authenticated")
+                    .with("spf", v.spf_mail_from.to_string())
+                    .with("dkim", v.dkim_summary().to_string()),
+            )
+            .await;
+            return Err(REPLY_NOT_AUTHENTICATED);
+        }
+        // Every mailbox of the owner → the alias; every reverse alias → its contact.
+        let mailboxes = self
+            .store
+            .list_mailboxes(alias.owner)
+            .await
+            .map_err(|_| Reply::STORE_UNAVAILABLE)?;
+        let mut replacements: Vec<(String, String)> = mailboxes
+            .iter()
+            .map(|m| (m.address.to_string(), alias.address.to_string()))
+            .collect();
+        for (a, c, _) in replies {
+            if let Ok(ra) = ReverseAliases::address(&c.reverse_key, a.address.domain()) {
+                replacements.push((ra.to_string(), c.address.to_string()));
+            }
+        }
+        let scrubbed = scrub::scrub_reply(
+            ctx.body,
+            &scrub::ReplyPlan {
+                from: &alias.address,
+                to: &first_contact.address,
+                to_display: first_contact.display_name.as_deref(),
+                replacements: &replacements,
+            },
+        )
+        .map_err(|e| {
+            tracing::info!(error = %e, "reply could not be scrubbed");
+            REPLY_WOULD_LEAK
+        })?;
+        for m in &mailboxes {
+            if scrub::leaks(&scrubbed, &m.address.to_string()) {
+                return Err(REPLY_WOULD_LEAK);
+            }
+        }
+        // No Received line: it would name the owner's provider. Replies
+        // carry only our loop marker.
+        let message =
+            forward::prepend_headers(&scrubbed, &[forward::loop_marker_header(&self.hostname)]);
+        let message = self
+            .policy
+            .sign(alias.address.domain(), None, message, ctx.now);
+        let reverse_path = match &self.policy.bounces {
+            Some(b) => Some(b.encode(id, ctx.now)),
+            None => Some(alias.address.clone()),
+        };
+        let mut recipients = Vec::new();
+        for (_, c, _) in replies {
+            if recipients
+                .iter()
+                .any(|r: &QueuedRecipient| r.address.canonical() == c.address.canonical())
+            {
+                continue;
+            }
+            let mut r = QueuedRecipient::new(c.address.clone());
+            r.alias = Some(alias.id);
+            recipients.push(r);
+            let mut e = self.event(EventKind::Replied, ctx.now, Some(alias), None);
+            e.message = Some(id);
+            e.mailbox = Some(mailbox.id);
+            events.push(e.with("contact", c.address.to_string()));
+        }
+        Ok(self.message(
+            id,
+            MessageKind::Reply,
+            reverse_path,
+            Some(alias.address.clone()),
+            message,
+            recipients,
+            Some(alias.owner),
+            ctx.correlation_id,
+            false,
+        ))
+    }
+
+    /// Mail to a bounce address: a DSN is recorded (and may disable an
+    /// alias or mailbox); anything else (an auto-reply, a human answering
+    /// the Return-Path) goes to the alias's owner like mail to the alias.
+    async fn handle_bounce(
+        &self,
+        ctx: &Ctx<'_>,
+        message: MessageId,
+        follow_ups: &mut Vec<QueuedMessage>,
+    ) -> Result<Option<(Alias, Vec<Mailbox>)>, Reply> {
+        let page = self
+            .store
+            .list_events(
+                Access::System,
+                &EventFilter {
+                    message: Some(message),
+                    ..EventFilter::default()
+                },
+                PageRequest::first(100),
+            )
+            .await
+            .map_err(|_| Reply::STORE_UNAVAILABLE)?;
+        let Some(first) = page.items.iter().find(|e| e.owner.is_some()) else {
+            // Nothing known about it any more (events purged): accept and drop.
+            return Ok(None);
+        };
+        let owner = first.owner;
+        let alias_id = first.alias;
+        let kind = if page.items.iter().any(|e| e.kind == EventKind::Replied) {
+            MessageKind::Reply
+        } else {
+            MessageKind::Forward
+        };
+        let parsed = if smtpy_core::bounce::is_auto_reply(ctx.body) {
+            None
+        } else {
+            smtpy_core::bounce::parse_bounce(ctx.body)
+        };
+        if let Some(parsed) = parsed {
+            let Some(owner) = owner else { return Ok(None) };
+            for r in &parsed.recipients {
+                // Which mailbox: the one the DSN names, or the only one.
+                let mailbox = page
+                    .items
+                    .iter()
+                    .filter(|e| e.mailbox.is_some())
+                    .find(|e| {
+                        r.address.as_deref().is_some_and(|a| {
+                            e.details
+                                .get("mailbox_address")
+                                .is_some_and(|m| m.eq_ignore_ascii_case(a))
+                        })
+                    })
+                    .or_else(|| {
+                        let with_mailbox: Vec<_> =
+                            page.items.iter().filter(|e| e.mailbox.is_some()).collect();
+                        (with_mailbox.len() == 1).then(|| with_mailbox[0])
+                    })
+                    .and_then(|e| e.mailbox);
+                let report = BounceReport {
+                    owner,
+                    alias: alias_id,
+                    mailbox,
+                    message: Some(message),
+                    class: r.class,
+                    reply: r
+                        .diagnostic
+                        .clone()
+                        .or_else(|| r.status.clone())
+                        .unwrap_or_default(),
+                    kind,
+                };
+                if let Some(n) = self
+                    .policy
+                    .record_bounce(
+                        &*self.store,
+                        &report,
+                        &self.hostname,
+                        ctx.now,
+                        self.lifetime,
+                        ctx.correlation_id,
+                    )
+                    .await
+                {
+                    follow_ups.push(n);
+                }
+            }
+            return Ok(None);
+        }
+        // Not a bounce: route it to the owner through the alias.
+        let Some(alias_id) = alias_id else {
+            return Ok(None);
+        };
+        let Ok(alias) = self.store.get_alias(Access::System, alias_id).await else {
+            return Ok(None);
+        };
+        match Router::new(&*self.store, None)
+            .route(&alias.address, ctx.envelope.reverse_path.as_ref(), ctx.now)
+            .await
+        {
+            Ok(Route::Forward { alias, mailboxes }) => Ok(Some((alias, mailboxes))),
+            _ => Ok(None),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -267,7 +1206,7 @@ impl Acceptor {
         original_sender: Option<EmailAddress>,
         body: Vec<u8>,
         recipients: Vec<QueuedRecipient>,
-        owner: Option<smtpy_core::ids::UserId>,
+        owner: Option<UserId>,
         correlation_id: &str,
         held: bool,
     ) -> QueuedMessage {
@@ -288,4 +1227,32 @@ impl Acceptor {
             correlation_id: correlation_id.to_owned(),
         }
     }
+}
+
+/// One message being accepted.
+struct Ctx<'a> {
+    envelope: &'a Envelope,
+    body: &'a [u8],
+    peer: IpAddr,
+    id: MessageId,
+    now: Timestamp,
+    verdict: Option<&'a AuthVerdict>,
+    correlation_id: &'a str,
+}
+
+fn temp_refusal(e: smtpy_core::StoreError) -> Refusal {
+    Refusal {
+        reply: Reply::STORE_UNAVAILABLE,
+        cause: Some(e),
+    }
+}
+
+/// What a notice says about a message: its sender and subject.
+fn summary(sender: Option<&EmailAddress>, parsed: &ParsedMessage) -> MessageSummary {
+    let address = parsed
+        .header_from
+        .clone()
+        .or_else(|| sender.map(ToString::to_string))
+        .unwrap_or_else(|| "<>".to_owned());
+    MessageSummary::new(&address, None, parsed.subject.as_deref())
 }

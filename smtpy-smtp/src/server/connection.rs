@@ -77,7 +77,17 @@ pub(crate) async fn serve(
         while let Some(event) = session.poll() {
             match event {
                 Event::Write(bytes) => out.extend_from_slice(&bytes),
-                Event::Action(Action::CheckSender { .. }) => session.sender_result(Verdict::Accept),
+                Event::Action(Action::CheckSender { reverse_path, .. }) => {
+                    let verdict = match acceptor
+                        .check_sender(peer.ip(), reverse_path.as_ref())
+                        .await
+                    {
+                        Ok(()) => Verdict::Accept,
+                        Err(reply) if reply.is_temporary() => Verdict::TempFail(reply),
+                        Err(reply) => Verdict::Reject(reply),
+                    };
+                    session.sender_result(verdict);
+                }
                 Event::Action(Action::CheckRecipient { forward_path, .. }) => {
                     let sender = session.envelope().and_then(|e| e.reverse_path.clone());
                     let verdict = match acceptor.route(&forward_path, sender.as_ref()).await {

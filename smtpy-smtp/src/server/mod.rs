@@ -52,7 +52,11 @@ impl std::fmt::Debug for SmtpServer {
 impl SmtpServer {
     /// A server answering with `session` settings and queueing through `acceptor`.
     #[must_use]
-    pub fn new(session: SessionConfig, acceptor: Acceptor, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(mut session: SessionConfig, acceptor: Acceptor, clock: Arc<dyn Clock>) -> Self {
+        // Rate limits on MAIL FROM need the sender check.
+        if acceptor.policy.limits.is_some() {
+            session.check_sender = true;
+        }
         Self {
             session,
             acceptor,
