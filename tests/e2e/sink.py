@@ -7,6 +7,7 @@ chooses the behaviour:
 
   tempfail-*   451 4.7.1 the first time that recipient is seen, 250 after
   reject-*     550 5.1.1 (quoting the address, as real servers do)
+  spam-*       550 5.7.1 rejected as spam (a policy rejection)
   anything     250
 
 Stops by itself after --lifetime seconds (bounded tests).
@@ -30,6 +31,8 @@ class Handler:
         local = address.split("@", 1)[0].lower()
         if local.startswith("reject-"):
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if local.startswith("spam-"):
+            return "550 5.7.1 Message rejected as spam by content filter"
         if local.startswith("tempfail-") and address.lower() not in self.seen:
             self.seen.add(address.lower())
             return "451 4.7.1 Greylisted, try again later"
@@ -59,7 +62,13 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--lifetime", type=float, default=300)
     a = p.parse_args()
-    controller = Controller(Handler(a.dir), hostname="127.0.0.1", port=a.port, enable_SMTPUTF8=True)
+    controller = Controller(
+        Handler(a.dir),
+        hostname="127.0.0.1",
+        port=a.port,
+        server_hostname="sink.e2e.test",
+        enable_SMTPUTF8=True,
+    )
     controller.start()
     print("ready", flush=True)
     loop = asyncio.new_event_loop()

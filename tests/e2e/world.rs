@@ -1,0 +1,394 @@
+//! The end-to-end harness shared by `tests/e2e_*.rs`: the reference server
+//! as a process, a Python `smtplib` client and an `aiosmtpd` sink.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+/// The server's `hostname` in every world's configuration.
+pub const HOSTNAME: &str = "mx.smtpy.test";
+/// What `sink.py` greets with.
+pub const SINK_HOSTNAME: &str = "sink.e2e.test";
+
+pub fn python_ready() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!(
+            "CI: python3 with aiosmtpd is required for the end-to-end tests (pip install aiosmtpd)"
+        );
+    }
+    if !ok {
+        eprintln!("skipped: python3 with aiosmtpd not available (pip install aiosmtpd)");
+    }
+    ok
+}
+
+/// A loopback port no other `World` in this process has been given.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on
+/// Linux), so an outgoing connection never takes one between this call and
+/// the bind, and each is handed out once per process, so two worlds running
+/// in parallel never share one (asking the kernel for port 0 twice can
+/// return the same port). Processes start at different offsets.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 40) * 300;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (offset + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
+}
+
+/// `target/<profile>/examples/server`, built by `cargo test` with the tests.
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join("server");
+    assert!(
+        bin.exists(),
+        "{} not built (cargo test builds examples)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn wait_for_port(port: u16) {
+    let until = Instant::now() + WAIT;
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after {WAIT:?}");
+}
+
+/// Waits until `port` greets with `220 <hostname>`: the process this world
+/// started, not something else that happens to listen there. Panics early,
+/// with `log`, when `child` has exited.
+pub fn wait_for_greeting(child: &mut Child, port: u16, hostname: &str, log: Option<&Path>) {
+    use std::io::{BufRead, BufReader};
+    let until = Instant::now() + WAIT;
+    let mut last = String::new();
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = log
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            panic!("the process for port {port} exited ({status}) before listening:\n{log}");
+        }
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut line = String::new();
+            if BufReader::new(stream).read_line(&mut line).is_ok() {
+                if line.starts_with(&format!("220 {hostname}")) {
+                    return;
+                }
+                last = line;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("127.0.0.1:{port} did not greet as {hostname} after {WAIT:?} (last greeting: {last:?})");
+}
+
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One server, its sink, and their files.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub smtp_port: u16,
+    pub sink_port: u16,
+    pub server: Option<Proc>,
+    pub sink: Option<Proc>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let smtp_port = free_port();
+        let sink_port = free_port();
+        std::fs::create_dir_all(dir.path().join("sink")).expect("sink dir");
+        let config = format!(
+            r#"hostname = "{HOSTNAME}"
+data_dir = "{data}"
+[smtp]
+listen = ["127.0.0.1:{smtp_port}"]
+[store]
+url = "redb://{data}/smtpy.redb"
+[delivery]
+relay = "smtp://127.0.0.1:{sink_port}"
+retry = ["1s"]
+lease = "2s"
+[auth]
+dns_records_file = "{dns}"
+"#,
+            data = dir.path().join("data").display(),
+            dns = dir.path().join("dns.toml").display()
+        );
+        std::fs::write(dir.path().join("smtpy.toml"), config).expect("config");
+        // Authentication answers from this file only: no test touches real DNS.
+        std::fs::write(dir.path().join("dns.toml"), "[txt]\n[ip]\n").expect("dns");
+        World {
+            dir,
+            smtp_port,
+            sink_port,
+            server: None,
+            sink: None,
+        }
+    }
+
+    /// Appends TOML (new sections) to the server's configuration.
+    pub fn add_config(&self, toml: &str) {
+        let path = self.dir.path().join("smtpy.toml");
+        let mut text = std::fs::read_to_string(&path).expect("config");
+        text.push_str(toml);
+        std::fs::write(path, text).expect("config");
+    }
+
+    /// Replaces the DNS records authentication sees (TOML: `[txt]` and `[ip]`
+    /// tables of name → list of values). Takes effect at the next server start.
+    pub fn set_dns(&self, toml: &str) {
+        std::fs::write(self.dir.path().join("dns.toml"), toml).expect("dns");
+    }
+
+    /// Runs an admin command and returns its standard output.
+    pub fn admin_output(&self, args: &[&str]) -> String {
+        let out = self
+            .command()
+            .arg("admin")
+            .args(args)
+            .output()
+            .expect("run admin");
+        assert!(
+            out.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends a prepared message (raw bytes) with smtplib; returns the transcript.
+    pub fn send_raw(&self, from: &str, to: &[&str], message: &str) -> Vec<String> {
+        let path = self.dir.path().join(format!("msg-{}.eml", uuid_like()));
+        std::fs::write(&path, message).expect("message file");
+        let out = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/e2e/send_raw.py"
+            ))
+            .args([&self.smtp_port.to_string(), from, &to.join(",")])
+            .arg(&path)
+            .output()
+            .expect("run client");
+        assert!(
+            out.status.success(),
+            "client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(server_binary());
+        c.arg("--config").arg(self.dir.path().join("smtpy.toml"));
+        // Keep the developer's SMTPY_* settings out of the test server.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SMTPY_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("RUST_LOG", "info");
+        c
+    }
+
+    pub fn admin(&self, args: &[&str]) {
+        let out = self
+            .command()
+            .arg("admin")
+            .args(args)
+            .output()
+            .expect("run admin");
+        assert!(
+            out.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start_server(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start server");
+        let mut child = child;
+        wait_for_greeting(
+            &mut child,
+            self.smtp_port,
+            HOSTNAME,
+            Some(&self.dir.path().join("server.log")),
+        );
+        self.server = Some(Proc(child));
+    }
+
+    pub fn start_sink(&mut self) {
+        let child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sink.py"))
+            .args(["--port", &self.sink_port.to_string(), "--lifetime", "120"])
+            .arg("--dir")
+            .arg(self.dir.path().join("sink"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sink");
+        let mut child = child;
+        wait_for_greeting(&mut child, self.sink_port, SINK_HOSTNAME, None);
+        self.sink = Some(Proc(child));
+    }
+
+    /// Sends one message with smtplib; returns its transcript lines.
+    pub fn send(&self, from: &str, to: &[&str], subject: &str) -> Vec<String> {
+        self.send_with(from, to, subject, &[])
+    }
+
+    pub fn send_with(&self, from: &str, to: &[&str], subject: &str, extra: &[&str]) -> Vec<String> {
+        let out = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/send.py"))
+            .args([&self.smtp_port.to_string(), from, &to.join(","), subject])
+            .args(extra)
+            .output()
+            .expect("run client");
+        assert!(
+            out.status.success(),
+            "client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Messages the sink stored, in arrival order.
+    pub fn delivered(&self) -> Vec<Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("sink"))
+            .expect("sink dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json")
+            })
+            .collect()
+    }
+
+    pub fn wait_delivered(&self, n: usize) -> Vec<Value> {
+        let until = Instant::now() + WAIT;
+        loop {
+            let got = self.delivered();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < until,
+                "{} of {n} messages at the sink after {WAIT:?}; server log:\n{}",
+                got.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// A world with alias.test hosted and `aliases` (address, mailboxes)
+    /// created, then the sink and the server running. (A redb store belongs
+    /// to one process: the admin commands run before the server starts.)
+    pub fn running(aliases: &[(&str, &[&str])]) -> World {
+        World::running_in("alias", aliases)
+    }
+
+    /// [`running`](Self::running) with the aliases in `mode` (`alias` or
+    /// `forward`: From kept, SRS envelope).
+    pub fn running_in(mode: &str, aliases: &[(&str, &[&str])]) -> World {
+        let mut w = World::new();
+        w.admin(&["domain", "add", "alias.test"]);
+        for (alias, boxes) in aliases {
+            let mut args = vec!["alias", "add", alias, "--mode", mode];
+            for b in *boxes {
+                args.extend(["--mailbox", b]);
+            }
+            w.admin(&args);
+        }
+        w.start_sink();
+        w.start_server();
+        w
+    }
+}
+
+pub fn rcpts(m: &Value) -> Vec<String> {
+    m["rcpt_tos"]
+        .as_array()
+        .expect("rcpt_tos")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("").to_lowercase())
+        .collect()
+}
+
+pub fn code_of(transcript: &[String], prefix: &str) -> String {
+    transcript
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l[prefix.len()..].split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {prefix:?} line in {transcript:?}"))
+        .to_owned()
+}
+
+/// A unique-enough name part for temporary files.
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
