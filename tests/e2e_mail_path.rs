@@ -6,271 +6,21 @@
 //! tests print `skipped: …` and pass — except under `CI`, where they fail.
 //! Every wait is bounded; every process is killed when a test ends.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "e2e/world.rs"]
+mod world;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!(
-            "CI: python3 with aiosmtpd is required for the end-to-end tests (pip install aiosmtpd)"
-        );
-    }
-    if !ok {
-        eprintln!("skipped: python3 with aiosmtpd not available (pip install aiosmtpd)");
-    }
-    ok
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// `target/<profile>/examples/server`, built by `cargo test` with the tests.
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join("server");
-    assert!(
-        bin.exists(),
-        "{} not built (cargo test builds examples)",
-        bin.display()
-    );
-    bin
-}
-
-fn wait_for_port(port: u16) {
-    let until = Instant::now() + WAIT;
-    while Instant::now() < until {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on 127.0.0.1:{port} after {WAIT:?}");
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One server, its sink, and their files.
-struct World {
-    dir: tempfile::TempDir,
-    smtp_port: u16,
-    sink_port: u16,
-    server: Option<Proc>,
-    sink: Option<Proc>,
-}
-
-impl World {
-    fn new() -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let smtp_port = free_port();
-        let sink_port = free_port();
-        std::fs::create_dir_all(dir.path().join("sink")).expect("sink dir");
-        let config = format!(
-            r#"hostname = "mx.smtpy.test"
-data_dir = "{data}"
-[smtp]
-listen = ["127.0.0.1:{smtp_port}"]
-[store]
-url = "redb://{data}/smtpy.redb"
-[delivery]
-relay = "smtp://127.0.0.1:{sink_port}"
-retry = ["1s"]
-lease = "2s"
-"#,
-            data = dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("smtpy.toml"), config).expect("config");
-        World {
-            dir,
-            smtp_port,
-            sink_port,
-            server: None,
-            sink: None,
-        }
-    }
-
-    fn command(&self) -> Command {
-        let mut c = Command::new(server_binary());
-        c.arg("--config").arg(self.dir.path().join("smtpy.toml"));
-        // Keep the developer's SMTPY_* settings out of the test server.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SMTPY_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("RUST_LOG", "info");
-        c
-    }
-
-    fn admin(&self, args: &[&str]) {
-        let out = self
-            .command()
-            .arg("admin")
-            .args(args)
-            .output()
-            .expect("run admin");
-        assert!(
-            out.status.success(),
-            "admin {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn start_server(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
-        let child = self
-            .command()
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start server");
-        self.server = Some(Proc(child));
-        wait_for_port(self.smtp_port);
-    }
-
-    fn start_sink(&mut self) {
-        let child = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sink.py"))
-            .args(["--port", &self.sink_port.to_string(), "--lifetime", "120"])
-            .arg("--dir")
-            .arg(self.dir.path().join("sink"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sink");
-        self.sink = Some(Proc(child));
-        wait_for_port(self.sink_port);
-    }
-
-    /// Sends one message with smtplib; returns its transcript lines.
-    fn send(&self, from: &str, to: &[&str], subject: &str) -> Vec<String> {
-        self.send_with(from, to, subject, &[])
-    }
-
-    fn send_with(&self, from: &str, to: &[&str], subject: &str, extra: &[&str]) -> Vec<String> {
-        let out = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/send.py"))
-            .args([&self.smtp_port.to_string(), from, &to.join(","), subject])
-            .args(extra)
-            .output()
-            .expect("run client");
-        assert!(
-            out.status.success(),
-            "client failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Messages the sink stored, in arrival order.
-    fn delivered(&self) -> Vec<Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("sink"))
-            .expect("sink dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| {
-                serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json")
-            })
-            .collect()
-    }
-
-    fn wait_delivered(&self, n: usize) -> Vec<Value> {
-        let until = Instant::now() + WAIT;
-        loop {
-            let got = self.delivered();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < until,
-                "{} of {n} messages at the sink after {WAIT:?}; server log:\n{}",
-                got.len(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    /// A world with alias.test hosted and `aliases` (address, mailboxes)
-    /// created, then the sink and the server running. (A redb store belongs
-    /// to one process: the admin commands run before the server starts.)
-    fn running(aliases: &[(&str, &[&str])]) -> World {
-        let mut w = World::new();
-        w.admin(&["domain", "add", "alias.test"]);
-        for (alias, boxes) in aliases {
-            let mut args = vec!["alias", "add", alias];
-            for b in *boxes {
-                args.extend(["--mailbox", b]);
-            }
-            w.admin(&args);
-        }
-        w.start_sink();
-        w.start_server();
-        w
-    }
-}
-
-fn rcpts(m: &Value) -> Vec<String> {
-    m["rcpt_tos"]
-        .as_array()
-        .expect("rcpt_tos")
-        .iter()
-        .map(|v| v.as_str().unwrap_or("").to_lowercase())
-        .collect()
-}
-
-fn code_of(transcript: &[String], prefix: &str) -> String {
-    transcript
-        .iter()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l[prefix.len()..].split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {prefix:?} line in {transcript:?}"))
-        .to_owned()
-}
+use world::*;
 
 #[test]
 fn forward_arrives_with_srs_sender_and_body_intact() {
     if !python_ready() {
         return;
     }
-    let mut w = World::running(&[("shop@alias.test", &["me@mail.test"])]);
+    // Forward mode: From kept, SRS envelope, ARC seal.
+    let mut w = World::running_in("forward", &[("shop@alias.test", &["me@mail.test"])]);
     let t = w.send("bob@outside.test", &["Shop@Alias.Test"], "forward one");
     assert_eq!(code_of(&t, "rcpt Shop@Alias.Test "), "250");
     assert_eq!(code_of(&t, "data "), "250");
@@ -288,8 +38,12 @@ fn forward_arrives_with_srs_sender_and_body_intact() {
         "dot line intact: {data}"
     );
     assert!(
-        data.starts_with("Received: "),
-        "our Received header first: {data}"
+        data.contains("\r\nReceived: from client.outside.example"),
+        "our Received header: {data}"
+    );
+    assert!(
+        data.contains("ARC-Seal: i=1;") && data.contains("From: Sender <bob@outside.test>"),
+        "forward mode keeps From and seals: {data}"
     );
 
     // SIGTERM: the server stops cleanly.
@@ -412,13 +166,24 @@ fn downstream_5xx_sends_a_dsn_without_the_mailbox() {
     let w = World::running(&[("gone@alias.test", &["reject-Real.Person@mail.test"])]);
     let t = w.send("frank@outside.test", &["gone@alias.test"], "bounces");
     assert_eq!(code_of(&t, "data "), "250");
-    let got = w.wait_delivered(1);
-    let dsn = &got[0];
-    assert_eq!(
-        rcpts(dsn),
-        ["frank@outside.test"],
-        "the DSN goes to the original sender"
-    );
+    // The DSN to the original sender (the owner also gets a bounce notice).
+    let until = Instant::now() + WAIT;
+    let dsn = loop {
+        if let Some(m) = w
+            .delivered()
+            .into_iter()
+            .find(|m| rcpts(m) == ["frank@outside.test"])
+        {
+            break m;
+        }
+        assert!(
+            Instant::now() < until,
+            "no DSN to the sender; log:\n{}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let dsn = &dsn;
     // aiosmtpd reports the null reverse-path as "<>".
     assert!(
         matches!(dsn["mail_from"].as_str(), Some("" | "<>")),
@@ -443,7 +208,13 @@ fn downstream_5xx_sends_a_dsn_without_the_mailbox() {
         "RFC 3464 report:\n{data}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(w.delivered().len(), 1, "one DSN, no DSN about the DSN");
+    // One DSN to the sender (no DSN about the DSN); the owner gets a bounce notice.
+    let to_sender = w
+        .delivered()
+        .iter()
+        .filter(|m| !rcpts(m).iter().any(|r| r.starts_with("operator@")))
+        .count();
+    assert_eq!(to_sender, 1, "one DSN, no DSN about the DSN");
 }
 
 #[test]
@@ -483,7 +254,7 @@ fn bounce_to_srs_address_reaches_the_original_sender_and_forgeries_are_refused()
     if !python_ready() {
         return;
     }
-    let w = World::running(&[("shop@alias.test", &["me@mail.test"])]);
+    let w = World::running_in("forward", &[("shop@alias.test", &["me@mail.test"])]);
     let t = w.send("henry@outside.test", &["shop@alias.test"], "gets a bounce");
     assert_eq!(code_of(&t, "data "), "250");
     let srs = w.wait_delivered(1)[0]["mail_from"]

@@ -94,6 +94,26 @@ fn bad_values_exit_2_naming_the_key() {
         ("hostname = \"bad host\"\n", &[], "hostname"),
         ("[tls]\ncert_file = \"c.pem\"\n", &[], "tls.cert_file"),
         ("this is not toml", &[], "not valid TOML"),
+        ("[dkim]\nalgorithms = [\"dsa\"]\n", &[], "dkim.algorithms"),
+        ("[dkim]\ngrace = \"a week\"\n", &[], "dkim.grace"),
+        (
+            "[dkim]\ndelegate_to = \"not a domain\"\n",
+            &[],
+            "dkim.delegate_to",
+        ),
+        (
+            "[limits]\nalias_messages_per_hour = 0\n",
+            &[],
+            "limits.alias_messages_per_hour",
+        ),
+        ("[bounces]\nmailbox_hard = 0\n", &[], "bounces.mailbox_hard"),
+        ("[notify]\nfrom = \"nobody\"\n", &[], "notify.from"),
+        (
+            "[aliases]\nsender_format = \"a\\nb\"\n",
+            &[],
+            "aliases.sender_format",
+        ),
+        ("[auth]\nunknown = true\n", &[], "unknown field `unknown`"),
         (
             "",
             &[("SMTPY_SMTP__MAX_MESSAGE_SIZE", "12")],
@@ -114,4 +134,44 @@ fn bad_values_exit_2_naming_the_key() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn reserved_local_parts_cannot_become_aliases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("smtpy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[auth]\nenabled = false\n[dkim]\nalgorithms = [\"ed25519\"]\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let run = |args: &[&str]| {
+        let mut c = server();
+        c.arg("--config").arg(&config).arg("admin").args(args);
+        c.output().expect("run server")
+    };
+    let o = run(&["domain", "add", "alias.test"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("._domainkey.alias.test. 3600 IN TXT \"v=DKIM1; k=ed25519; p="),
+        "domain add prints the DKIM record: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    for reserved in ["r--abc@alias.test", "bounce=x@alias.test"] {
+        let o = run(&["alias", "add", reserved, "--mailbox", "me@mail.test"]);
+        assert_eq!(o.status.code(), Some(2), "{reserved}: {}", stderr(&o));
+        assert!(stderr(&o).contains("reserved"), "{}", stderr(&o));
+    }
+    let o = run(&[
+        "alias",
+        "add",
+        "shop@alias.test",
+        "--mailbox",
+        "me@mail.test",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -31,6 +31,17 @@ pub enum DomainAction {
         /// The domain, e.g. alias.example.
         domain: String,
     },
+    /// Print the DNS records to publish for a domain's DKIM keys.
+    DkimRecords {
+        /// The domain.
+        domain: String,
+    },
+    /// Start a DKIM key rotation: new keys are published now and sign after
+    /// `[dkim] publish_delay`; the old ones retire after `[dkim] grace`.
+    DkimRotate {
+        /// The domain.
+        domain: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +53,10 @@ pub enum AliasAction {
         /// A real mailbox to forward to (repeat for several).
         #[arg(long = "mailbox", required = true)]
         mailboxes: Vec<String>,
+        /// `alias` (default): senders become reverse aliases and replies go
+        /// back through the alias; `forward`: From kept, SRS envelope, ARC seal.
+        #[arg(long, default_value = "alias", value_parser = ["alias", "forward"])]
+        mode: String,
     },
     /// Disable an alias: mail to it is refused with 550 5.1.1.
     Disable {
@@ -107,6 +122,11 @@ async fn import(
         };
         let mut words = line.split_whitespace();
         let alias = EmailAddress::parse(words.next().unwrap_or_default()).map_err(|e| at(&e))?;
+        if reserved(&alias) {
+            return Err(at(
+                &"the local part is reserved for reverse aliases and bounce addresses",
+            ));
+        }
         let boxes = words
             .map(EmailAddress::parse)
             .collect::<Result<Vec<_>, _>>()
@@ -194,14 +214,59 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> 
             let owner = operator(&*store, config).await?;
             let mut d = Domain::new(name.clone(), owner.id, String::new(), now);
             d.verified_at = Some(now);
+            let keyring = crate::policy::keyring(config)?;
+            let records = crate::policy::provision_dkim(config, &mut d, &keyring)?;
             match store.create_domain(&d).await {
-                Ok(()) => println!("domain {name} added"),
+                Ok(()) => {
+                    println!("domain {name} added; publish these DNS records for DKIM:");
+                    print_records(&records);
+                }
                 Err(StoreError::AlreadyExists { .. }) => println!("domain {name} already hosted"),
                 Err(e) => return Err(store_err(e)),
             }
         }
+        AdminCommand::Domain {
+            action: DomainAction::DkimRecords { domain },
+        } => {
+            let d = hosted(&*store, &domain).await?;
+            print_records(&smtpy::core::dkim::records_to_publish(
+                &d,
+                &crate::policy::publish_mode(config),
+            ));
+        }
+        AdminCommand::Domain {
+            action: DomainAction::DkimRotate { domain },
+        } => {
+            let mut d = hosted(&*store, &domain).await?;
+            let keyring = crate::policy::keyring(config)?;
+            let mode = crate::policy::publish_mode(config);
+            let naming = smtpy::core::dkim::SelectorNaming::for_mode(&mode);
+            let selectors = smtpy::core::dkim::start_rotation(
+                &mut d,
+                &config.dkim_algorithms,
+                now,
+                &keyring,
+                &naming,
+            )
+            .map_err(|e| Failure::Runtime(format!("rotation failed: {e}")))?;
+            store
+                .update_domain(Access::System, &d)
+                .await
+                .map_err(store_err)?;
+            println!(
+                "new selectors {}: publish the records below; they sign after {:?}",
+                selectors.join(", "),
+                config.dkim_publish_delay
+            );
+            print_records(&smtpy::core::dkim::records_to_publish(&d, &mode));
+        }
         AdminCommand::Alias {
-            action: AliasAction::Add { address, mailboxes },
+            action:
+                AliasAction::Add {
+                    address,
+                    mailboxes,
+                    mode,
+                },
         } => {
             let address = EmailAddress::parse(&address).map_err(|e| usage(&address, e))?;
             let domain = store
@@ -227,7 +292,16 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> 
                 .map(|m| EmailAddress::parse(m).map_err(|e| usage(m, e)))
                 .collect::<Result<Vec<_>, _>>()?;
             let ids = mailbox_ids(&*store, domain.owner, &mut known, &boxes, now).await?;
-            let alias = Alias::new(address.clone(), domain.owner, domain.id, ids, now);
+            if reserved(&address) {
+                return Err(Failure::Usage(format!(
+                    "{address}: local parts starting with \"{}\" or \"bounce=\" are reserved for reverse aliases and bounce addresses",
+                    smtpy::core::reverse::PREFIX
+                )));
+            }
+            let mut alias = Alias::new(address.clone(), domain.owner, domain.id, ids, now);
+            if mode == "forward" {
+                alias.mode = smtpy::core::model::AliasMode::Forward;
+            }
             match store.create_alias(&alias).await {
                 Ok(()) => println!("alias {address} added"),
                 Err(StoreError::AlreadyExists { .. }) => {
@@ -265,4 +339,26 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+async fn hosted(store: &dyn Store, domain: &str) -> Result<Domain, Failure> {
+    let name = DomainName::parse(domain).map_err(|e| usage(domain, e))?;
+    store
+        .find_domain_by_name(&name)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| Failure::Usage(format!("{name} is not hosted")))
+}
+
+fn print_records(records: &[smtpy::core::dkim::DnsRecord]) {
+    for r in records {
+        println!("{}", r.zone_line(3600));
+    }
+}
+
+/// Local parts smtpy uses for reverse aliases and bounce addresses.
+fn reserved(address: &EmailAddress) -> bool {
+    let local = address.local_part().as_str();
+    smtpy::core::reverse::ReverseAliases::looks_like(local)
+        || smtpy::core::bounce::BounceAddresses::looks_like(local)
 }

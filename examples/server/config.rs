@@ -14,7 +14,8 @@ use smtpy::core::address::EmailAddress;
 /// Sections and top-level keys an `SMTPY_*` variable may set. Other
 /// `SMTPY_*` variables (say `SMTPY_TEST_POSTGRES_URL`) are not configuration.
 const KNOWN: &[&str] = &[
-    "hostname", "data_dir", "smtp", "store", "delivery", "srs", "tls",
+    "hostname", "data_dir", "smtp", "store", "delivery", "srs", "tls", "auth", "dkim", "limits",
+    "bounces", "notify", "aliases",
 ];
 
 /// A configuration problem: exits with status 2.
@@ -54,6 +55,70 @@ struct Raw {
     srs: RawSrs,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    dkim: RawDkim,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    bounces: RawBounces,
+    #[serde(default)]
+    notify: RawNotify,
+    #[serde(default)]
+    aliases: RawAliases,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    enabled: Option<bool>,
+    dns_records_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    algorithms: Option<Vec<String>>,
+    delegate_to: Option<String>,
+    publish_delay: Option<String>,
+    grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    enabled: Option<bool>,
+    shared: Option<bool>,
+    ip_messages_per_hour: Option<u32>,
+    alias_messages_per_hour: Option<u32>,
+    user_forwards_per_day: Option<u32>,
+    user_replies_per_day: Option<u32>,
+    user_aliases_per_hour: Option<u32>,
+    sender_domain_messages_per_hour: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBounces {
+    window: Option<String>,
+    alias_hard: Option<u32>,
+    mailbox_hard: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    enabled: Option<bool>,
+    from: Option<String>,
+    templates_dir: Option<String>,
+    base_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAliases {
+    sender_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +225,52 @@ pub struct Config {
     pub srs_domain: String,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// `[auth]`: verify SPF/DKIM/DMARC/ARC of incoming mail.
+    pub auth_enabled: bool,
+    /// `[auth] dns_records_file`: answer authentication lookups from this
+    /// TOML file only (offline operation, tests).
+    pub auth_dns_records_file: Option<PathBuf>,
+    /// `[dkim] algorithms`: keys generated per domain (dual signing when both).
+    pub dkim_algorithms: Vec<smtpy::core::model::DkimAlgorithm>,
+    /// `[dkim] delegate_to`: the service domain customers CNAME their selectors to.
+    pub dkim_delegate_to: Option<String>,
+    /// `[dkim] publish_delay`.
+    pub dkim_publish_delay: Duration,
+    /// `[dkim] grace`.
+    pub dkim_grace: Duration,
+    /// `[limits] enabled`.
+    pub limits_enabled: bool,
+    /// `[limits] shared`: keep limiter state in the store (several instances).
+    pub limits_shared: bool,
+    /// `[limits]` values.
+    pub limits: LimitValues,
+    /// `[bounces]`.
+    pub bounce_window: Duration,
+    /// `[bounces] alias_hard`.
+    pub bounce_alias_hard: u32,
+    /// `[bounces] mailbox_hard`.
+    pub bounce_mailbox_hard: u32,
+    /// `[notify] enabled`.
+    pub notify_enabled: bool,
+    /// `[notify] from`.
+    pub notify_from: EmailAddress,
+    /// `[notify] templates_dir`.
+    pub notify_templates_dir: Option<PathBuf>,
+    /// `[notify] base_url`.
+    pub notify_base_url: Option<String>,
+    /// `[aliases] sender_format`.
+    pub sender_format: String,
+}
+
+/// `[limits]` numbers (per hour / per day as named).
+#[derive(Debug, Clone, Copy)]
+pub struct LimitValues {
+    pub ip_messages_per_hour: u32,
+    pub alias_messages_per_hour: u32,
+    pub user_forwards_per_day: u32,
+    pub user_replies_per_day: u32,
+    pub user_aliases_per_hour: u32,
+    pub sender_domain_messages_per_hour: u32,
 }
 
 /// Parses `"90s"`, `"5m"`, `"2h"`, `"5d"` (also `"1500ms"`).
@@ -465,6 +576,127 @@ impl Config {
         if raw.tls.cert_file.is_some() != raw.tls.key_file.is_some() {
             return Err(err("tls.cert_file", "cert_file and key_file go together"));
         }
+        let auth_enabled = raw.auth.enabled.unwrap_or(true);
+        let dkim_algorithms = raw
+            .dkim
+            .algorithms
+            .unwrap_or_else(|| vec!["ed25519".into(), "rsa".into()])
+            .iter()
+            .map(|a| match a.as_str() {
+                "ed25519" => Ok(smtpy::core::model::DkimAlgorithm::Ed25519),
+                "rsa" | "rsa2048" => Ok(smtpy::core::model::DkimAlgorithm::Rsa2048),
+                other => Err(err(
+                    "dkim.algorithms",
+                    format!("{other:?} is not one of \"ed25519\", \"rsa\"; example: algorithms = [\"ed25519\", \"rsa\"]"),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if dkim_algorithms.is_empty() {
+            return Err(err(
+                "dkim.algorithms",
+                "needs at least one algorithm; example: algorithms = [\"ed25519\", \"rsa\"]",
+            ));
+        }
+        if let Some(d) = &raw.dkim.delegate_to {
+            smtpy::core::address::DomainName::parse(d).map_err(|e| {
+                err(
+                    "dkim.delegate_to",
+                    format!("{e}; example: delegate_to = \"dkim.example.net\""),
+                )
+            })?;
+        }
+        let duration = |key: &str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).ok_or_else(|| {
+                err(
+                    key,
+                    format!(
+                        "{v:?} is not a duration; example: {} = \"7d\"",
+                        key.rsplit('.').next().unwrap_or(key)
+                    ),
+                )
+            }),
+        };
+        let dkim_publish_delay = duration(
+            "dkim.publish_delay",
+            raw.dkim.publish_delay,
+            Duration::from_secs(48 * 3600),
+        )?;
+        let dkim_grace = duration(
+            "dkim.grace",
+            raw.dkim.grace,
+            Duration::from_secs(7 * 86_400),
+        )?;
+        let positive = |key: &str, v: Option<u32>, default: u32| match v {
+            Some(0) => Err(err(
+                key,
+                format!(
+                    "must be at least 1; example: {} = {default}",
+                    key.rsplit('.').next().unwrap_or(key)
+                ),
+            )),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let limits = LimitValues {
+            ip_messages_per_hour: positive(
+                "limits.ip_messages_per_hour",
+                raw.limits.ip_messages_per_hour,
+                600,
+            )?,
+            alias_messages_per_hour: positive(
+                "limits.alias_messages_per_hour",
+                raw.limits.alias_messages_per_hour,
+                200,
+            )?,
+            user_forwards_per_day: positive(
+                "limits.user_forwards_per_day",
+                raw.limits.user_forwards_per_day,
+                2000,
+            )?,
+            user_replies_per_day: positive(
+                "limits.user_replies_per_day",
+                raw.limits.user_replies_per_day,
+                500,
+            )?,
+            user_aliases_per_hour: positive(
+                "limits.user_aliases_per_hour",
+                raw.limits.user_aliases_per_hour,
+                100,
+            )?,
+            sender_domain_messages_per_hour: positive(
+                "limits.sender_domain_messages_per_hour",
+                raw.limits.sender_domain_messages_per_hour,
+                10_000,
+            )?,
+        };
+        let bounce_window = duration(
+            "bounces.window",
+            raw.bounces.window,
+            Duration::from_secs(7 * 86_400),
+        )?;
+        let bounce_alias_hard = positive("bounces.alias_hard", raw.bounces.alias_hard, 5)?;
+        let bounce_mailbox_hard = positive("bounces.mailbox_hard", raw.bounces.mailbox_hard, 3)?;
+        let notify_from = match raw.notify.from {
+            Some(f) => EmailAddress::parse(&f).map_err(|e| {
+                err(
+                    "notify.from",
+                    format!("{e}; example: from = \"notifications@example.org\""),
+                )
+            })?,
+            None => EmailAddress::parse(&format!("notifications@{hostname}"))
+                .map_err(|e| err("hostname", e.to_string()))?,
+        };
+        let sender_format = raw
+            .aliases
+            .sender_format
+            .unwrap_or_else(|| "{name} via smtpy".into());
+        if sender_format.len() > 200 || sender_format.contains(['\r', '\n']) {
+            return Err(err(
+                "aliases.sender_format",
+                "at most 200 characters on one line; example: sender_format = \"{name} via smtpy\"",
+            ));
+        }
         Ok(Config {
             hostname,
             data_dir,
@@ -490,6 +722,23 @@ impl Config {
             srs_domain,
             tls_cert_file: raw.tls.cert_file.map(PathBuf::from),
             tls_key_file: raw.tls.key_file.map(PathBuf::from),
+            auth_enabled,
+            auth_dns_records_file: raw.auth.dns_records_file.map(PathBuf::from),
+            dkim_algorithms,
+            dkim_delegate_to: raw.dkim.delegate_to,
+            dkim_publish_delay,
+            dkim_grace,
+            limits_enabled: raw.limits.enabled.unwrap_or(true),
+            limits_shared: raw.limits.shared.unwrap_or(false),
+            limits,
+            bounce_window,
+            bounce_alias_hard,
+            bounce_mailbox_hard,
+            notify_enabled: raw.notify.enabled.unwrap_or(true),
+            notify_from,
+            notify_templates_dir: raw.notify.templates_dir.map(PathBuf::from),
+            notify_base_url: raw.notify.base_url,
+            sender_format,
         })
     }
 }

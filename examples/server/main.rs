@@ -13,6 +13,7 @@
 
 mod admin;
 mod config;
+mod policy;
 mod run;
 
 use std::path::PathBuf;

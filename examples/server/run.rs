@@ -88,7 +88,7 @@ pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Queu
 /// The SRS key: from `srs.secret_file`, or generated once into the data
 /// directory (readable only by the owner) so bounce addresses stay valid
 /// across restarts.
-fn srs_key(config: &Config) -> Result<SrsKey, Failure> {
+pub fn srs_key(config: &Config) -> Result<SrsKey, Failure> {
     let path = config
         .srs_secret_file
         .clone()
@@ -97,7 +97,9 @@ fn srs_key(config: &Config) -> Result<SrsKey, Failure> {
         let key = ring_random_32()?;
         write_secret(
             &path,
-            &base64::engine::general_purpose::STANDARD.encode(key),
+            base64::engine::general_purpose::STANDARD
+                .encode(key)
+                .as_bytes(),
         )?;
         tracing::info!(path = %path.display(), "generated a new SRS secret");
     }
@@ -115,6 +117,20 @@ fn srs_key(config: &Config) -> Result<SrsKey, Failure> {
     })
 }
 
+/// The text of the secret file at `path`, created with `generate` (mode
+/// 0600) when it does not exist yet.
+pub fn read_or_create_secret(
+    path: &Path,
+    generate: impl FnOnce() -> Result<String, Failure>,
+) -> Result<String, Failure> {
+    if !path.exists() {
+        write_secret(path, generate()?.as_bytes())?;
+        tracing::info!(path = %path.display(), "generated a new secret");
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
 fn ring_random_32() -> Result<[u8; 32], Failure> {
     use ring::rand::SecureRandom;
     let mut key = [0u8; 32];
@@ -124,7 +140,8 @@ fn ring_random_32() -> Result<[u8; 32], Failure> {
     Ok(key)
 }
 
-fn write_secret(path: &Path, text: &str) -> Result<(), Failure> {
+/// Writes a new secret file (mode 0600, synced); refuses to overwrite one.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     use std::io::Write;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -140,7 +157,7 @@ fn write_secret(path: &Path, text: &str) -> Result<(), Failure> {
     let mut file = options
         .open(path)
         .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", path.display())))?;
-    file.write_all(text.as_bytes())
+    file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))
 }
@@ -227,7 +244,10 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let srs_domain = DomainName::parse(&config.srs_domain)
         .map_err(|e| Failure::Usage(format!("srs.domain: {e}")))?;
-    let srs = Arc::new(Srs::new(srs_domain, srs_key(&config)?));
+    let srs_key = srs_key(&config)?;
+    let srs = Arc::new(Srs::new(srs_domain, srs_key.clone()));
+    let keyring = crate::policy::keyring(&config)?;
+    let policy = Arc::new(crate::policy::build(&config, &store, &srs_key, &keyring).await?);
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => {
             tls::from_pem_files(cert, key).map_err(|e| Failure::Usage(format!("tls: {e}")))?
@@ -252,7 +272,8 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         transport(&config)?,
         Arc::clone(&clock),
         delivery,
-    );
+    )
+    .with_policy(Arc::clone(&store), Arc::clone(&policy));
 
     let mut acceptor = Acceptor::new(
         Arc::clone(&store),
@@ -261,6 +282,14 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         config.hostname.clone(),
     )
     .with_srs(srs)
+    .with_policy(Arc::clone(&policy))
+    .with_limit_exempt(
+        config
+            .limit_exempt
+            .iter()
+            .filter_map(|n| Network::parse(n))
+            .collect(),
+    )
     .with_lifetime(config.expire)
     .with_waker(worker.waker());
     if let Some(pm) = &config.postmaster {
@@ -304,6 +333,22 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         let (server, rx) = (server.clone(), smtp_rx.clone());
         servers.spawn(async move { server.serve(l, rx).await });
     }
+    // DKIM rotation and key reloads (keys added by other processes on a SQL store).
+    let rotation = {
+        let (store, policy, keyring) = (Arc::clone(&store), Arc::clone(&policy), keyring);
+        let rotation = smtpy::core::dkim::RotationPolicy {
+            publish_delay: config.dkim_publish_delay,
+            grace: config.dkim_grace,
+        };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                crate::policy::rotate_and_reload(&*store, &policy.signer, &keyring, &rotation)
+                    .await;
+            }
+        })
+    };
     tracing::info!(hostname = %config.hostname, store = %redact(&config.store_url), "smtpy running");
     termination().await;
     tracing::info!("shutting down: refusing new connections, finishing transactions");
@@ -311,6 +356,7 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     while servers.join_next().await.is_some() {}
     let _ = stop_worker.send(true);
     worker.join().await;
+    rotation.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,0 +1,295 @@
+//! The mail policy of the reference server: authentication, DKIM keys,
+//! reverse aliases, bounce addresses, limits and notifications, from the
+//! configuration and the files in the data directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use smtpy::core::Store;
+use smtpy::core::address::DomainName;
+use smtpy::core::auth::Authenticator;
+use smtpy::core::bounce::{BounceAddresses, BounceThresholds};
+use smtpy::core::dkim::{
+    self, DkimSigner, PublishMode, RotationPolicy, SelectorNaming, SigningKey,
+};
+use smtpy::core::dns::StaticDns;
+use smtpy::core::gcra::Quota;
+use smtpy::core::limits::{LimitPolicy, Limits, LocalLimiter, RateLimiter, StoreLimiter};
+use smtpy::core::model::{DkimAlgorithm, Domain};
+use smtpy::core::notify::Templates;
+use smtpy::core::reverse::ReverseAliases;
+use smtpy::core::secret::{Keyring, SecretKey};
+use smtpy::core::srs::SrsKey;
+use smtpy::core::store::{Access, PageRequest};
+use smtpy::core::time::{Clock, SystemClock};
+use smtpy_smtp::policy::MailPolicy;
+
+use crate::config::Config;
+use crate::run::{Failure, read_or_create_secret, write_secret};
+
+/// The operator's key sealing DKIM private keys at rest: from
+/// `data_dir/secret.key`, generated on first start (mode 0600).
+pub fn keyring(config: &Config) -> Result<Keyring, Failure> {
+    let path = config.data_dir.join("secret.key");
+    let text = read_or_create_secret(&path, || {
+        SecretKey::generate("k1")
+            .map(|k| k.to_base64())
+            .map_err(|e| Failure::Runtime(format!("cannot generate the secret key: {e}")))
+    })?;
+    let key = SecretKey::from_base64("k1", text.trim()).map_err(|e| {
+        Failure::Usage(format!(
+            "{}: {e} (expected base64 of a 32-byte key)",
+            path.display()
+        ))
+    })?;
+    Ok(Keyring::new(key))
+}
+
+/// How DKIM records are published for hosted domains.
+pub fn publish_mode(config: &Config) -> PublishMode {
+    match config
+        .dkim_delegate_to
+        .as_deref()
+        .and_then(|d| DomainName::parse(d).ok())
+    {
+        Some(service_domain) => PublishMode::Delegated { service_domain },
+        None => PublishMode::Direct,
+    }
+}
+
+/// Generates the configured DKIM keys for a new domain (active at once: no
+/// mail has been signed for it yet) and returns the records to publish.
+pub fn provision_dkim(
+    config: &Config,
+    domain: &mut Domain,
+    keyring: &Keyring,
+) -> Result<Vec<dkim::DnsRecord>, Failure> {
+    let mode = publish_mode(config);
+    let naming = SelectorNaming::for_mode(&mode);
+    let now = SystemClock.now();
+    for alg in &config.dkim_algorithms {
+        if domain.dkim_keys.iter().any(|k| k.algorithm == *alg) {
+            continue;
+        }
+        let key = dkim::new_key(domain, *alg, now, keyring, &naming)
+            .map_err(|e| Failure::Runtime(format!("DKIM key generation failed: {e}")))?;
+        domain.dkim_keys.push(key);
+    }
+    Ok(dkim::records_to_publish(domain, &mode))
+}
+
+/// The service's own signing keys (for DSNs, notifications and ARC seals),
+/// kept as PKCS#8/PKCS#1 DER files under `data_dir/dkim/`, generated on
+/// first start. Returns each key with its private key bytes.
+fn service_keys(config: &Config) -> Result<Vec<(SigningKey, Vec<u8>)>, Failure> {
+    let hostname = DomainName::parse(&config.hostname)
+        .map_err(|e| Failure::Usage(format!("hostname: {e}")))?;
+    let dir = config.data_dir.join("dkim");
+    let mut keys = Vec::new();
+    for alg in &config.dkim_algorithms {
+        let (name, selector) = match alg {
+            DkimAlgorithm::Ed25519 => ("service-ed25519.der", "smtpye"),
+            _ => ("service-rsa.der", "smtpyr"),
+        };
+        let path = dir.join(name);
+        let entry = if path.exists() {
+            let der = std::fs::read(&path)
+                .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+            let key = SigningKey::from_der(hostname.clone(), selector, *alg, &der)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+            (key, der)
+        } else {
+            let (key, der) = SigningKey::generate(hostname.clone(), selector, *alg)
+                .map_err(|e| Failure::Runtime(format!("DKIM key generation failed: {e}")))?;
+            write_secret(&path, &der)?;
+            tracing::info!(
+                name = %key.dns_name(),
+                record = %key.dns_record(),
+                "generated the service DKIM key; publish this TXT record"
+            );
+            (key, der)
+        };
+        keys.push(entry);
+    }
+    Ok(keys)
+}
+
+/// Static DNS records for authentication from a TOML file:
+///
+/// ```toml
+/// [txt]
+/// "example.com" = ["v=spf1 ip4:192.0.2.1 -all"]
+/// "_dmarc.example.com" = ["v=DMARC1; p=reject"]
+/// [ip]
+/// "mail.example.com" = ["192.0.2.1"]
+/// ```
+fn load_dns_records(path: &Path) -> Result<StaticDns, Failure> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        txt: std::collections::BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        ip: std::collections::BTreeMap<String, Vec<String>>,
+    }
+    let bad = |e: String| Failure::Usage(format!("auth.dns_records_file: {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let file: File = toml::from_str(&text).map_err(|e| bad(e.message().to_owned()))?;
+    let dns = StaticDns::new();
+    for (name, values) in file.txt {
+        for v in values {
+            dns.add_txt(&name, &v);
+        }
+    }
+    for (name, values) in file.ip {
+        for v in values {
+            let ip = v
+                .parse()
+                .map_err(|_| bad(format!("{v:?} is not an IP address")))?;
+            dns.add_ip(&name, ip);
+        }
+    }
+    Ok(dns)
+}
+
+/// Loads the active DKIM keys of every hosted domain into `signer`.
+pub async fn load_domain_keys(
+    store: &dyn Store,
+    signer: &DkimSigner,
+    keyring: &Keyring,
+) -> Result<usize, Failure> {
+    let mut loaded = 0;
+    let mut page = PageRequest::first(500);
+    loop {
+        let domains = store
+            .list_domains(Access::System, page)
+            .await
+            .map_err(|e| Failure::Runtime(format!("cannot list domains: {e}")))?;
+        for d in &domains.items {
+            match signer.load_domain(d, keyring) {
+                Ok(n) => loaded += n,
+                Err(e) => tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys"),
+            }
+        }
+        match domains.next {
+            Some(cursor) => page = PageRequest::after(cursor, 500),
+            None => break,
+        }
+    }
+    Ok(loaded)
+}
+
+/// Advances every domain's key rotation (pending keys become active after
+/// the publish delay, retired keys go after the grace period) and reloads
+/// the signer. Run periodically.
+pub async fn rotate_and_reload(
+    store: &dyn Store,
+    signer: &DkimSigner,
+    keyring: &Keyring,
+    policy: &RotationPolicy,
+) {
+    let now = SystemClock.now();
+    let mut page = PageRequest::first(500);
+    loop {
+        let Ok(domains) = store.list_domains(Access::System, page).await else {
+            return;
+        };
+        for d in &domains.items {
+            let mut d = d.clone();
+            if !dkim::advance(&mut d, now, policy).is_empty() {
+                match store.update_domain(Access::System, &d).await {
+                    Ok(updated) => d = updated,
+                    Err(e) => {
+                        tracing::warn!(domain = %d.name, error = %e, "cannot save the DKIM rotation");
+                        continue;
+                    }
+                }
+            }
+            if let Err(e) = signer.load_domain(&d, keyring) {
+                tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys");
+            }
+        }
+        match domains.next {
+            Some(cursor) => page = PageRequest::after(cursor, 500),
+            None => return,
+        }
+    }
+}
+
+/// Everything the acceptor and the delivery workers apply.
+pub async fn build(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    srs_key: &SrsKey,
+    keyring: &Keyring,
+) -> Result<MailPolicy, Failure> {
+    let mut policy = MailPolicy::default();
+    let hostname = DomainName::parse(&config.hostname)
+        .map_err(|e| Failure::Usage(format!("hostname: {e}")))?;
+    if config.auth_enabled {
+        policy.authenticator = Some(match &config.auth_dns_records_file {
+            Some(path) => Authenticator::from_static(Arc::new(load_dns_records(path)?)),
+            None => Authenticator::system()
+                .map_err(|e| Failure::Runtime(format!("auth: cannot set up DNS: {e}")))?,
+        });
+    }
+    let service = service_keys(config)?;
+    // The Ed25519 service key (or the first) also seals ARC sets: a second
+    // instance of it, as the signer owns its keys.
+    if let Some((arc, der)) = service
+        .iter()
+        .find(|(k, _)| k.algorithm() == DkimAlgorithm::Ed25519)
+        .or_else(|| service.first())
+    {
+        let sealer = SigningKey::from_der(hostname.clone(), arc.selector(), arc.algorithm(), der)
+            .map_err(|e| Failure::Runtime(format!("service key: {e}")))?;
+        policy.arc_key = Some(Arc::new(sealer));
+    }
+    for (k, _) in service {
+        policy.signer.insert(k);
+    }
+    let n = load_domain_keys(&**store, &policy.signer, keyring).await?;
+    tracing::info!(keys = n, "DKIM keys loaded");
+    policy.reverse = Some(ReverseAliases::new(srs_key.clone()));
+    policy.bounces = Some(
+        BounceAddresses::new(hostname.clone(), srs_key.clone())
+            .map_err(|e| Failure::Usage(format!("hostname: cannot make bounce addresses: {e}")))?,
+    );
+    if config.limits_enabled {
+        let l = &config.limits;
+        let limiter: Arc<dyn RateLimiter> = if config.limits_shared {
+            Arc::new(StoreLimiter::new(
+                Arc::clone(store) as Arc<dyn smtpy::core::store::RateLimitStore>,
+                Arc::new(SystemClock),
+            ))
+        } else {
+            Arc::new(LocalLimiter::new(Arc::new(SystemClock)))
+        };
+        let limit_policy = LimitPolicy {
+            ip_messages: Quota::per_hour(l.ip_messages_per_hour).ok(),
+            alias_messages_per_hour: l.alias_messages_per_hour,
+            user_forwards_per_day: l.user_forwards_per_day,
+            user_replies_per_day: l.user_replies_per_day,
+            user_aliases_per_hour: l.user_aliases_per_hour,
+            sender_domain_messages: Quota::per_hour(l.sender_domain_messages_per_hour).ok(),
+        };
+        policy.limits = Some(Limits::new(limiter, limit_policy));
+    }
+    policy.thresholds = BounceThresholds {
+        window: config.bounce_window,
+        alias_hard: config.bounce_alias_hard,
+        mailbox_hard: config.bounce_mailbox_hard,
+        ..BounceThresholds::default()
+    };
+    if config.notify_enabled {
+        policy.templates = Some(match &config.notify_templates_dir {
+            Some(dir) => Templates::from_dir(dir)
+                .map_err(|e| Failure::Usage(format!("notify.templates_dir: {e}")))?,
+            None => Templates::builtin(),
+        });
+        policy.notify_from = Some(config.notify_from.clone());
+        policy.base_url.clone_from(&config.notify_base_url);
+    }
+    policy.sender_format.clone_from(&config.sender_format);
+    Ok(policy)
+}
