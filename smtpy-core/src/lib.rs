@@ -68,6 +68,7 @@ pub mod ids;
 pub mod join;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod password;

@@ -1,0 +1,233 @@
+//! The shared state every handler sees.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use smtpy_core::dns::Dns;
+use smtpy_core::ids::UserId;
+use smtpy_core::limits::{LocalLimiter, RateLimiter};
+use smtpy_core::metrics::Metrics;
+use smtpy_core::notify::Notification;
+use smtpy_core::secret::Keyring;
+use smtpy_core::store::Store;
+use smtpy_core::time::{Clock, SystemClock};
+
+use crate::config::HttpConfig;
+
+/// Where the API sends mail to people (mailbox verification, password
+/// reset): usually "render, sign and enqueue" in the embedding service.
+#[async_trait]
+pub trait Outbox: Send + Sync + fmt::Debug {
+    /// Queues `notification` for delivery to its recipient on behalf of
+    /// `owner`.
+    ///
+    /// # Errors
+    ///
+    /// A human-readable reason when the notification cannot be queued.
+    async fn send(&self, owner: UserId, notification: Notification) -> Result<(), String>;
+}
+
+/// What `/readyz` checks besides the store: flags the embedding service sets.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    smtp_listening: Arc<AtomicBool>,
+    smtp_expected: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Readiness without an SMTP listener to wait for.
+    #[must_use]
+    pub fn new() -> Readiness {
+        Readiness::default()
+    }
+    /// `/readyz` waits until [`set_smtp_listening`](Self::set_smtp_listening)
+    /// is called with `true`.
+    #[must_use]
+    pub fn expecting_smtp(self) -> Readiness {
+        self.smtp_expected.store(true, Ordering::SeqCst);
+        self
+    }
+    /// Records whether the SMTP listener accepts connections.
+    pub fn set_smtp_listening(&self, listening: bool) {
+        self.smtp_listening.store(listening, Ordering::SeqCst);
+    }
+    /// `None` when no SMTP listener is expected, else whether it listens.
+    #[must_use]
+    pub fn smtp_listening(&self) -> Option<bool> {
+        self.smtp_expected
+            .load(Ordering::SeqCst)
+            .then(|| self.smtp_listening.load(Ordering::SeqCst))
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: HttpConfig,
+    clock: Arc<dyn Clock>,
+    limiter: Arc<dyn RateLimiter>,
+    metrics: Arc<Metrics>,
+    outbox: Option<Arc<dyn Outbox>>,
+    keyring: Option<Arc<Keyring>>,
+    dns: Option<Arc<dyn Dns>>,
+    readiness: Readiness,
+}
+
+/// Everything the API needs, cheap to clone. Build with [`ApiState::new`]
+/// and the `with_*` methods.
+///
+/// ```
+/// use std::sync::Arc;
+/// use smtpy_core::memory::MemoryStore;
+/// use smtpy_http::{ApiState, HttpConfig};
+/// let state = ApiState::new(Arc::new(MemoryStore::new()), HttpConfig::default());
+/// let router: axum::Router = smtpy_http::router(state);
+/// # let _ = router;
+/// ```
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// State over `store`, with the system clock, an in-process rate
+    /// limiter, fresh metrics, no outbox (mail-sending endpoints answer
+    /// `503`), no keyring (no DKIM keys or TOTP) and no DNS (domain checks
+    /// report `unknown`).
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, config: HttpConfig) -> ApiState {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        ApiState {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                limiter: Arc::new(LocalLimiter::new(clock.clone())),
+                clock,
+                metrics: Arc::new(Metrics::new()),
+                outbox: None,
+                keyring: None,
+                dns: None,
+                readiness: Readiness::new(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> ApiState {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => f(inner),
+            None => {
+                let old = &self.inner;
+                let mut inner = Inner {
+                    store: old.store.clone(),
+                    config: old.config.clone(),
+                    clock: old.clock.clone(),
+                    limiter: old.limiter.clone(),
+                    metrics: old.metrics.clone(),
+                    outbox: old.outbox.clone(),
+                    keyring: old.keyring.clone(),
+                    dns: old.dns.clone(),
+                    readiness: old.readiness.clone(),
+                };
+                f(&mut inner);
+                self.inner = Arc::new(inner);
+            }
+        }
+        self
+    }
+
+    /// Uses `clock` (and a fresh in-process limiter on it, unless
+    /// [`with_limiter`](Self::with_limiter) is called afterwards).
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> ApiState {
+        self.edit(|i| {
+            i.limiter = Arc::new(LocalLimiter::new(clock.clone()));
+            i.clock = clock;
+        })
+    }
+    /// Uses `limiter` for the HTTP rate limits (a store-backed one shares
+    /// them between instances).
+    #[must_use]
+    pub fn with_limiter(self, limiter: Arc<dyn RateLimiter>) -> ApiState {
+        self.edit(|i| i.limiter = limiter)
+    }
+    /// Shares `metrics` with the rest of the service.
+    #[must_use]
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> ApiState {
+        self.edit(|i| i.metrics = metrics)
+    }
+    /// Sends verification and reset mail through `outbox`.
+    #[must_use]
+    pub fn with_outbox(self, outbox: Arc<dyn Outbox>) -> ApiState {
+        self.edit(|i| i.outbox = Some(outbox))
+    }
+    /// Seals DKIM keys and TOTP secrets with `keyring`.
+    #[must_use]
+    pub fn with_keyring(self, keyring: Arc<Keyring>) -> ApiState {
+        self.edit(|i| i.keyring = Some(keyring))
+    }
+    /// Checks customer domains' DNS through `dns`.
+    #[must_use]
+    pub fn with_dns(self, dns: Arc<dyn Dns>) -> ApiState {
+        self.edit(|i| i.dns = Some(dns))
+    }
+    /// Reports SMTP readiness through `readiness`.
+    #[must_use]
+    pub fn with_readiness(self, readiness: Readiness) -> ApiState {
+        self.edit(|i| i.readiness = readiness)
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+    /// The HTTP rate limiter.
+    #[must_use]
+    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.inner.limiter
+    }
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+    /// The outbox, if any.
+    #[must_use]
+    pub fn outbox(&self) -> Option<&Arc<dyn Outbox>> {
+        self.inner.outbox.as_ref()
+    }
+    /// The keyring, if any.
+    #[must_use]
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.inner.keyring.as_ref()
+    }
+    /// The DNS seam, if any.
+    #[must_use]
+    pub fn dns(&self) -> Option<&Arc<dyn Dns>> {
+        self.inner.dns.as_ref()
+    }
+    /// The readiness flags.
+    #[must_use]
+    pub fn readiness(&self) -> &Readiness {
+        &self.inner.readiness
+    }
+}
