@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use smtpy_core::dkim::PublishMode;
+use smtpy_core::model::DkimAlgorithm;
 use smtpy_core::password::PasswordParams;
 
 /// A budget of attempts: `attempts` per `per`.
@@ -105,6 +107,16 @@ pub struct HttpConfig {
     pub bootstrap_token_hash: Option<smtpy_core::model::SecretHash>,
     /// Service name shown to people (TOTP issuer, notifications).
     pub service_name: String,
+    /// Key of the stateless tokens the API mints (password reset), at least
+    /// 32 bytes. Several instances must share it; `None` makes
+    /// [`ApiState::new`](crate::ApiState::new) draw a random one per process
+    /// (tokens then die with the process).
+    pub token_key: Option<Vec<u8>>,
+    /// Algorithms of the DKIM keys generated for a new domain (default
+    /// RSA-2048 and Ed25519).
+    pub dkim_algorithms: Vec<DkimAlgorithm>,
+    /// How customer domains publish DKIM keys (default: directly).
+    pub dkim_mode: PublishMode,
 }
 
 impl Default for HttpConfig {
@@ -129,6 +141,9 @@ impl Default for HttpConfig {
             ready_queue_backlog: 10_000,
             bootstrap_token_hash: None,
             service_name: "smtpy".to_owned(),
+            token_key: None,
+            dkim_algorithms: vec![DkimAlgorithm::Rsa2048, DkimAlgorithm::Ed25519],
+            dkim_mode: PublishMode::Direct,
         }
     }
 }

@@ -26,6 +26,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod jobs;
 mod ops;
 pub mod page;
 pub mod problem;
@@ -86,10 +87,64 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// Documents the problem responses every operation can give, so clients and
+/// schema checkers know the shape of each error: one shared `Problem`
+/// response, referenced for each status an operation does not document
+/// itself.
+struct ProblemResponses;
+
+/// Error statuses any operation may answer.
+const ERROR_STATUSES: &[&str] = &[
+    "400", "401", "403", "404", "405", "409", "410", "413", "415", "422", "429", "500", "503",
+];
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.responses.insert(
+            "Problem".to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("An RFC 9457 problem (application/problem+json).")
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ProblemBody")))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for status in ERROR_STATUSES {
+                    op.responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Problem")));
+                }
+            }
+        }
+    }
+}
+
 fn api() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", routes::all())
-        .split_for_parts()
+        .split_for_parts();
+    // After the routes are merged, so every operation gets them.
+    utoipa::Modify::modify(&ProblemResponses, &mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI 3.1 document of the API, as served at `/api/v1/openapi.json`.

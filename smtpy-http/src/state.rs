@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use ring::rand::{SecureRandom as _, SystemRandom};
 use smtpy_core::dns::Dns;
 use smtpy_core::ids::UserId;
-use smtpy_core::limits::{LocalLimiter, RateLimiter};
+use smtpy_core::limits::{Limits, LocalLimiter, RateLimiter};
 use smtpy_core::metrics::Metrics;
 use smtpy_core::notify::Notification;
 use smtpy_core::secret::Keyring;
@@ -72,6 +73,8 @@ struct Inner {
     keyring: Option<Arc<Keyring>>,
     dns: Option<Arc<dyn Dns>>,
     readiness: Readiness,
+    limits: Option<Arc<Limits>>,
+    token_key: Arc<[u8]>,
 }
 
 /// Everything the API needs, cheap to clone. Build with [`ApiState::new`]
@@ -106,6 +109,19 @@ impl ApiState {
     #[must_use]
     pub fn new(store: Arc<dyn Store>, config: HttpConfig) -> ApiState {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let token_key: Arc<[u8]> = match &config.token_key {
+            Some(k) => k.clone().into(),
+            None => {
+                let mut k = vec![0u8; 32];
+                if SystemRandom::new().fill(&mut k).is_err() {
+                    tracing::error!(
+                        "no randomness for the token key; password reset tokens are disabled"
+                    );
+                    k.clear();
+                }
+                k.into()
+            }
+        };
         ApiState {
             inner: Arc::new(Inner {
                 store,
@@ -117,6 +133,8 @@ impl ApiState {
                 keyring: None,
                 dns: None,
                 readiness: Readiness::new(),
+                limits: None,
+                token_key,
             }),
         }
     }
@@ -136,6 +154,8 @@ impl ApiState {
                     keyring: old.keyring.clone(),
                     dns: old.dns.clone(),
                     readiness: old.readiness.clone(),
+                    limits: old.limits.clone(),
+                    token_key: old.token_key.clone(),
                 };
                 f(&mut inner);
                 self.inner = Arc::new(inner);
@@ -185,6 +205,12 @@ impl ApiState {
         self.edit(|i| i.readiness = readiness)
     }
 
+    /// Applies `limits` (new aliases per hour per user) to alias creation.
+    #[must_use]
+    pub fn with_limits(self, limits: Arc<Limits>) -> ApiState {
+        self.edit(|i| i.limits = Some(limits))
+    }
+
     /// The store.
     #[must_use]
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -224,6 +250,17 @@ impl ApiState {
     #[must_use]
     pub fn dns(&self) -> Option<&Arc<dyn Dns>> {
         self.inner.dns.as_ref()
+    }
+    /// The mail-path limits, if any.
+    #[must_use]
+    pub fn limits(&self) -> Option<&Arc<Limits>> {
+        self.inner.limits.as_ref()
+    }
+    /// The key of stateless tokens ([`HttpConfig::token_key`]); empty when
+    /// none could be made (token endpoints then answer `503`).
+    #[must_use]
+    pub fn token_key(&self) -> &[u8] {
+        &self.inner.token_key
     }
     /// The readiness flags.
     #[must_use]

@@ -74,3 +74,16 @@ async fn healthz_is_ok() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text, "ok\n");
 }
+
+#[tokio::test]
+async fn a_key_reaches_me_and_the_document_lists_problem_responses() {
+    let app = TestApp::start().await;
+    let alice = app.user("alice@example.test").await;
+    let r = alice.get("/api/v1/me").await;
+    assert_eq!(r.expect(200)["email"], "alice@example.test");
+    let doc = app.browser().get("/api/v1/openapi.json").await.body;
+    let me = &doc["paths"]["/api/v1/me"]["get"]["responses"];
+    assert!(me["200"].is_object(), "{me}");
+    assert_eq!(me["404"]["$ref"], "#/components/responses/Problem");
+    assert_eq!(me["429"]["$ref"], "#/components/responses/Problem");
+}
