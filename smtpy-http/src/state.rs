@@ -11,6 +11,7 @@ use smtpy_core::ids::UserId;
 use smtpy_core::limits::{Limits, LocalLimiter, RateLimiter};
 use smtpy_core::metrics::Metrics;
 use smtpy_core::notify::Notification;
+use smtpy_core::reverse::ReverseAliases;
 use smtpy_core::secret::Keyring;
 use smtpy_core::store::Store;
 use smtpy_core::time::{Clock, SystemClock};
@@ -74,6 +75,7 @@ struct Inner {
     dns: Option<Arc<dyn Dns>>,
     readiness: Readiness,
     limits: Option<Arc<Limits>>,
+    reverse: Option<Arc<ReverseAliases>>,
     token_key: Arc<[u8]>,
 }
 
@@ -134,6 +136,7 @@ impl ApiState {
                 dns: None,
                 readiness: Readiness::new(),
                 limits: None,
+                reverse: None,
                 token_key,
             }),
         }
@@ -155,6 +158,7 @@ impl ApiState {
                     dns: old.dns.clone(),
                     readiness: old.readiness.clone(),
                     limits: old.limits.clone(),
+                    reverse: old.reverse.clone(),
                     token_key: old.token_key.clone(),
                 };
                 f(&mut inner);
@@ -211,6 +215,14 @@ impl ApiState {
         self.edit(|i| i.limits = Some(limits))
     }
 
+    /// Mints reverse aliases for contacts with `reverse` (the same keys as
+    /// the SMTP side, so they verify there). Without it, creating a contact
+    /// answers `503`.
+    #[must_use]
+    pub fn with_reverse(self, reverse: Arc<ReverseAliases>) -> ApiState {
+        self.edit(|i| i.reverse = Some(reverse))
+    }
+
     /// The store.
     #[must_use]
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -255,6 +267,11 @@ impl ApiState {
     #[must_use]
     pub fn limits(&self) -> Option<&Arc<Limits>> {
         self.inner.limits.as_ref()
+    }
+    /// The reverse-alias minter, if any.
+    #[must_use]
+    pub fn reverse(&self) -> Option<&Arc<ReverseAliases>> {
+        self.inner.reverse.as_ref()
     }
     /// The key of stateless tokens ([`HttpConfig::token_key`]); empty when
     /// none could be made (token endpoints then answer `503`).

@@ -9,11 +9,15 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use smtpy_core::address::EmailAddress;
+use smtpy_core::dns::StaticDns;
 use smtpy_core::ids::UserId;
 use smtpy_core::memory::MemoryStore;
 use smtpy_core::model::{ApiScope, Role, User};
 use smtpy_core::notify::Notification;
 use smtpy_core::password::{PasswordHash, PasswordParams};
+use smtpy_core::reverse::ReverseAliases;
+use smtpy_core::secret::{Keyring, SecretKey};
+use smtpy_core::srs::SrsKey;
 use smtpy_core::store::{CredentialStore, Store, UserStore};
 use smtpy_core::time::{Clock, ManualClock, SystemClock};
 use smtpy_http::auth::mint_api_key;
@@ -69,6 +73,8 @@ pub struct TestApp {
     pub store: Arc<MemoryStore>,
     pub clock: ManualClock,
     pub outbox: Arc<RecordingOutbox>,
+    /// The DNS the API sees (`add_txt`, `add_mx`, …).
+    pub dns: Arc<StaticDns>,
     pub state: ApiState,
     task: tokio::task::JoinHandle<()>,
 }
@@ -101,9 +107,15 @@ impl TestApp {
         let store = Arc::new(MemoryStore::new());
         let clock = ManualClock::new(SystemClock.now());
         let outbox = Arc::new(RecordingOutbox::default());
+        let dns = Arc::new(StaticDns::new());
+        let keyring = Keyring::new(SecretKey::generate("k1").expect("key"));
+        let reverse = ReverseAliases::new(SrsKey::generate('r').expect("reverse key"));
         let state = ApiState::new(store.clone() as Arc<dyn Store>, config)
             .with_clock(Arc::new(clock.clone()))
-            .with_outbox(outbox.clone());
+            .with_outbox(outbox.clone())
+            .with_keyring(Arc::new(keyring))
+            .with_reverse(Arc::new(reverse))
+            .with_dns(dns.clone());
         let state = customize(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -119,6 +131,7 @@ impl TestApp {
             store,
             clock,
             outbox,
+            dns,
             state,
             task,
         }
