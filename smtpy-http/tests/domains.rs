@@ -164,7 +164,10 @@ async fn create_returns_every_record_with_exact_values() {
         assert!(
             r["zone_line"]
                 .as_str()
-                .is_some_and(|z| z.starts_with(&format!("{}._domainkey.example.org. 3600 IN TXT \"v=DKIM1; k=", key.selector)))
+                .is_some_and(|z| z.starts_with(&format!(
+                    "{}._domainkey.example.org. 3600 IN TXT \"v=DKIM1; k=",
+                    key.selector
+                )))
         );
     }
     assert!(
@@ -178,7 +181,10 @@ async fn create_returns_every_record_with_exact_values() {
             .is_some_and(|v| v.starts_with("v=DKIM1; k=ed25519; p="))
     );
     assert_eq!(records[5]["name"], "_dmarc.example.org");
-    assert_eq!(records[5]["value"], "v=DMARC1; p=quarantine; adkim=r; aspf=r");
+    assert_eq!(
+        records[5]["value"],
+        "v=DMARC1; p=quarantine; adkim=r; aspf=r"
+    );
 
     // No secret leaves: no private key material in the answer.
     assert!(!body.to_string().contains("private"));
@@ -203,10 +209,19 @@ async fn international_names_are_normalised_and_bad_names_refused() {
     assert_eq!(body["domain"]["ascii_name"], "xn--bcher-kva.example");
     assert_eq!(body["records"][1]["name"], "xn--bcher-kva.example");
     // Same domain in A-label form is a duplicate.
-    a.post("/api/v1/domains", json!({ "name": "xn--bcher-kva.example" }))
-        .await
-        .assert_problem(409, "conflict");
-    for bad in ["", "no spaces.example", "localhost", "a..b", "mx.smtpy.test"] {
+    a.post(
+        "/api/v1/domains",
+        json!({ "name": "xn--bcher-kva.example" }),
+    )
+    .await
+    .assert_problem(409, "conflict");
+    for bad in [
+        "",
+        "no spaces.example",
+        "localhost",
+        "a..b",
+        "mx.smtpy.test",
+    ] {
         let r = a.post("/api/v1/domains", json!({ "name": bad })).await;
         r.assert_problem(422, "validation");
         assert_eq!(r.body["errors"][0]["field"], "name", "{bad}: {r:?}");
@@ -215,9 +230,12 @@ async fn international_names_are_normalised_and_bad_names_refused() {
     a.post("/api/v1/domains", json!({ "name": long }))
         .await
         .assert_problem(422, "validation");
-    a.post("/api/v1/domains", json!({ "name": "ok.example", "owner": "x" }))
-        .await
-        .assert_problem(422, "validation");
+    a.post(
+        "/api/v1/domains",
+        json!({ "name": "ok.example", "owner": "x" }),
+    )
+    .await
+    .assert_problem(422, "validation");
 }
 
 #[tokio::test]
@@ -286,9 +304,12 @@ async fn shared_domains_are_for_admins_and_visible_to_all() {
     a.get(&format!("/api/v1/domains/{sid}/records"))
         .await
         .assert_problem(404, "not-found");
-    a.patch(&format!("/api/v1/domains/{sid}"), json!({ "catch_all": false }))
-        .await
-        .assert_problem(404, "not-found");
+    a.patch(
+        &format!("/api/v1/domains/{sid}"),
+        json!({ "catch_all": false }),
+    )
+    .await
+    .assert_problem(404, "not-found");
     a.post_empty(&format!("/api/v1/domains/{sid}/verify"))
         .await
         .assert_problem(404, "not-found");
@@ -342,10 +363,7 @@ async fn delegated_mode_publishes_cnames_and_checks_through_them() {
     let cnames: Vec<&Value> = records.iter().filter(|r| r["type"] == "CNAME").collect();
     assert_eq!(cnames.len(), 4);
     assert_eq!(cnames[0]["name"], "smtpy1e._domainkey.deleg.example");
-    assert_eq!(
-        cnames[0]["value"],
-        "smtpy1e.deleg.example._dkim.smtpy.test"
-    );
+    assert_eq!(cnames[0]["value"], "smtpy1e.deleg.example._dkim.smtpy.test");
     assert_eq!(
         cnames[0]["zone_line"],
         "smtpy1e._domainkey.deleg.example. 3600 IN CNAME smtpy1e.deleg.example._dkim.smtpy.test."
@@ -533,7 +551,9 @@ async fn verify_explains_two_spf_records_spf_without_us_and_a_wrong_dkim_key() {
     assert!(
         rsa["explanation"]
             .as_str()
-            .is_some_and(|e| e.contains(&format!("DKIM TXT at {rsa_name} has a different public key"))),
+            .is_some_and(|e| e.contains(&format!(
+                "DKIM TXT at {rsa_name} has a different public key"
+            ))),
         "{rsa}"
     );
     let ed = results
@@ -788,12 +808,7 @@ async fn scopes_are_enforced() {
         .delete(&base)
         .await
         .assert_problem(403, "forbidden");
-    assert!(
-        app.store
-            .get_domain(Access::System, d.id)
-            .await
-            .is_ok()
-    );
+    assert!(app.store.get_domain(Access::System, d.id).await.is_ok());
     let nothing = app
         .account("n@x.test", Role::User, &[ApiScope::AliasesRead])
         .await;
@@ -815,9 +830,15 @@ async fn lists_are_paged_by_cursor() {
         create(&a, n).await;
     }
     let first = a.get("/api/v1/domains?limit=2").await;
-    let items = first.expect(200)["items"].as_array().expect("items").clone();
+    let items = first.expect(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
     assert_eq!(items.len(), 2);
-    let cursor = first.body["next_cursor"].as_str().expect("cursor").to_owned();
+    let cursor = first.body["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
     let second = a
         .get(&format!("/api/v1/domains?limit=2&cursor={cursor}"))
         .await;

@@ -134,7 +134,10 @@ impl DomainView {
                 .then(|| d.verification_token.clone()),
             catch_all: d.catch_all.enabled,
             default_mailboxes: if mine {
-                d.default_mailboxes.iter().map(ToString::to_string).collect()
+                d.default_mailboxes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -314,8 +317,8 @@ async fn create_domain(
             .map_err(|_| Problem::forbidden("only admins may add shared domains"))?;
     }
     check_len("name", &body.name, 1, 253)?;
-    let name = DomainName::parse(body.name.trim())
-        .map_err(|e| Problem::invalid("name", e.to_string()))?;
+    let name =
+        DomainName::parse(body.name.trim()).map_err(|e| Problem::invalid("name", e.to_string()))?;
     if !name.as_ascii().contains('.') {
         return Err(Problem::invalid(
             "name",
@@ -376,7 +379,10 @@ async fn create_domain(
             .detail("shared", domain.shared),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(detail(&domain, &me, &state, notes))))
+    Ok((
+        StatusCode::CREATED,
+        Json(detail(&domain, &me, &state, notes)),
+    ))
 }
 
 /// The caller's domains and the shared ones (marked `shared`), by id.
@@ -535,7 +541,13 @@ async fn verify_domain(
         ));
     };
     let ip_key = ip.map_or_else(|| "unknown".to_owned(), |i| i.to_string());
-    throttle(&state, "verify", &ip_key, state.config().limits.verify_per_ip).await?;
+    throttle(
+        &state,
+        "verify",
+        &ip_key,
+        state.config().limits.verify_per_ip,
+    )
+    .await?;
     let results = check::run(&*dns, &d, state.config()).await;
     let (d, newly) = store_results(&state, me.access(), d, &results).await?;
     audit::record(

@@ -366,7 +366,13 @@ async fn verify_mailbox(
 ) -> ApiResult<Json<MailboxView>> {
     let state = state.0;
     let ip_key = ip.map_or_else(|| "unknown".to_owned(), |i| i.to_string());
-    throttle(&state, "verify", &ip_key, state.config().limits.verify_per_ip).await?;
+    throttle(
+        &state,
+        "verify",
+        &ip_key,
+        state.config().limits.verify_per_ip,
+    )
+    .await?;
     check_len("token", &body.token, 1, MAX_TOKEN)?;
     let token = body.token.trim();
     let wrong = || Problem::bad_request("unknown or already used verification token");
@@ -380,7 +386,11 @@ async fn verify_mailbox(
         .find_mailbox_by_token(&hash)
         .await?
         .ok_or_else(wrong)?;
-    if !m.verification_token.as_ref().is_some_and(|h| h.ct_eq(&hash)) {
+    if !m
+        .verification_token
+        .as_ref()
+        .is_some_and(|h| h.ct_eq(&hash))
+    {
         return Err(wrong());
     }
     let now = state.clock().now();

@@ -169,7 +169,10 @@ pub(crate) fn records(domain: &Domain, config: &HttpConfig) -> Vec<RecordView> {
     if !domain.verification_token.is_empty() {
         out.push(view(
             Purpose::Verification,
-            &txt(format!("{VERIFICATION_LABEL}.{d}"), verification_value(domain)),
+            &txt(
+                format!("{VERIFICATION_LABEL}.{d}"),
+                verification_value(domain),
+            ),
         ));
     }
     let host = mail_host(config);
@@ -380,11 +383,7 @@ fn check_mx(found: Result<Vec<MxRecord>, DnsError>, host: &str) -> Verdict {
             ),
         );
     }
-    (
-        RecordStatus::Ok,
-        shown,
-        format!("MX points to {host}"),
-    )
+    (RecordStatus::Ok, shown, format!("MX points to {host}"))
 }
 
 /// True if `text` is an SPF record (`v=spf1` followed by a space or nothing).
@@ -467,7 +466,9 @@ fn tags(text: &str) -> Vec<(String, String)> {
 }
 
 fn tag<'a>(tags: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    tags.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn check_dkim(
@@ -487,7 +488,8 @@ fn check_dkim(
         .into_iter()
         .filter(|t| {
             let tg = tags(t);
-            tag(&tg, "v").is_some_and(|v| v.eq_ignore_ascii_case("DKIM1")) || tag(&tg, "p").is_some()
+            tag(&tg, "v").is_some_and(|v| v.eq_ignore_ascii_case("DKIM1"))
+                || tag(&tg, "p").is_some()
         })
         .collect();
     let publish = match via_cname {
@@ -527,9 +529,7 @@ fn check_dmarc(found: Result<Vec<String>, DnsError>, name: &str) -> Verdict {
     };
     let dmarc: Vec<String> = all
         .into_iter()
-        .filter(|t| {
-            tag(&tags(t), "v").is_some_and(|v| v.eq_ignore_ascii_case("DMARC1"))
-        })
+        .filter(|t| tag(&tags(t), "v").is_some_and(|v| v.eq_ignore_ascii_case("DMARC1")))
         .collect();
     match dmarc.len() {
         0 => (
@@ -612,7 +612,12 @@ fn merge(results: &[&RecordCheck]) -> DnsCheck {
 /// when the verification record is right. Returns true if the domain
 /// became verified.
 pub(crate) fn apply(domain: &mut Domain, results: &[RecordCheck], now: Timestamp) -> bool {
-    let of = |p: Purpose| results.iter().filter(|r| r.purpose == p).collect::<Vec<_>>();
+    let of = |p: Purpose| {
+        results
+            .iter()
+            .filter(|r| r.purpose == p)
+            .collect::<Vec<_>>()
+    };
     domain.checks = DnsChecks {
         mx: merge(&of(Purpose::Mx)),
         spf: merge(&of(Purpose::Spf)),
