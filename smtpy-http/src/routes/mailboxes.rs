@@ -214,13 +214,7 @@ async fn create_mailbox(
         }
         return Err(p);
     }
-    audit::record(
-        &state,
-        Audit::by(&me, "mailbox.create")
-            .target(m.id)
-            .detail("address", &m.address),
-    )
-    .await;
+    audit::record(&state, Audit::by(&me, "mailbox.create").target(m.id)).await;
     Ok((StatusCode::CREATED, Json(MailboxView::from(&m))))
 }
 
@@ -305,13 +299,7 @@ async fn delete_mailbox(
         }
         Err(e) => return Err(e.into()),
     }
-    audit::record(
-        &state,
-        Audit::by(&me, "mailbox.delete")
-            .target(m.id)
-            .detail("address", &m.address),
-    )
-    .await;
+    audit::record(&state, Audit::by(&me, "mailbox.delete").target(m.id)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
