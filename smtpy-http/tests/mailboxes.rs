@@ -130,6 +130,41 @@ async fn the_link_uses_the_public_url_and_an_authenticated_verify_works() {
         .post("/api/v1/mailboxes/verify", json!({ "token": token }))
         .await;
     assert_eq!(r.expect(200)["id"], body["id"]);
+    let events = app
+        .store
+        .list_audit(
+            Access::Owner(a.user.id),
+            &AuditFilter {
+                action: Some("mailbox.verify".to_owned()),
+                ..AuditFilter::default()
+            },
+            PageRequest::first(10),
+        )
+        .await
+        .expect("audit");
+    assert!(matches!(
+        events.items[0].actor,
+        smtpy_core::model::Actor::ApiKey(_)
+    ));
+}
+
+#[tokio::test]
+async fn failing_credentials_do_not_stop_a_verification() {
+    let app = TestApp::start().await;
+    let a = app.user("a@x.test").await;
+    let body = create(&a, "me@outside.test").await;
+    let token = code(&app, "me@outside.test");
+    let stale = common::Client::new(&app.base, Some("smtpy_revoked-key".into()), None);
+    let r = stale
+        .post("/api/v1/mailboxes/verify", json!({ "token": token }))
+        .await;
+    assert_eq!(r.expect(200)["id"], body["id"]);
+    let stored = app
+        .store
+        .get_mailbox(Access::System, mailbox_id(&body))
+        .await
+        .expect("stored");
+    assert!(stored.verified_at.is_some());
 }
 
 #[tokio::test]

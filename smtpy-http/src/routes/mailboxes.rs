@@ -336,8 +336,9 @@ async fn resend_verification(
 }
 
 /// Verifies a mailbox with the token from its verification mail. Works
-/// without authentication (the token is the proof); throttled per client
-/// IP.
+/// without authentication (the token is the proof; credentials that fail,
+/// such as an expired session cookie, are ignored rather than refused);
+/// throttled per client IP.
 #[utoipa::path(
     post,
     path = "/mailboxes/verify",
@@ -348,11 +349,12 @@ async fn resend_verification(
 )]
 async fn verify_mailbox(
     state: axum::extract::State<ApiState>,
-    me: Option<Principal>,
+    me: Result<Principal, Problem>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<VerifyMailbox>,
 ) -> ApiResult<Json<MailboxView>> {
     let state = state.0;
+    let me = me.ok();
     let ip_key = ip.map_or_else(|| "unknown".to_owned(), |i| i.to_string());
     throttle(
         &state,
