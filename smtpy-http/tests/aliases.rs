@@ -1023,6 +1023,13 @@ async fn new_alias_rate_limit_answers_429_with_retry_after() {
         .parse()
         .expect("Retry-After seconds");
     assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(
+        w.app.state.metrics().get(
+            smtpy_core::metrics::RATE_LIMIT_DENIALS,
+            &[("scope", "alias_create")]
+        ),
+        1.0
+    );
     // Another user has their own quota.
     create(&w.b, json!({"generator": "chars"})).await;
     // A's third alias was not created.
@@ -1042,4 +1049,36 @@ async fn new_alias_rate_limit_answers_429_with_retry_after() {
     )
     .await
     .assert_problem(422, "validation");
+}
+
+#[tokio::test]
+async fn openapi_documents_the_alias_and_contact_operations() {
+    let app = TestApp::start().await;
+    let doc = app.browser().get("/api/v1/openapi.json").await.body;
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/api/v1/aliases", &["get", "post"][..]),
+        ("/api/v1/aliases/{id}", &["get", "patch", "delete"][..]),
+        ("/api/v1/aliases/{id}/restore", &["post"][..]),
+        ("/api/v1/aliases/bulk", &["post"][..]),
+        ("/api/v1/aliases/{id}/contacts", &["get", "post"][..]),
+        ("/api/v1/contacts/{id}", &["get", "patch", "delete"][..]),
+    ] {
+        for m in methods {
+            assert!(paths[path][m].is_object(), "{m} {path}");
+        }
+    }
+    if std::env::var_os("DUMP_OPENAPI").is_some() {
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    }
+    let schemas = &doc["components"]["schemas"];
+    for s in [
+        "AliasView",
+        "CreateAlias",
+        "UpdateAlias",
+        "BulkRequest",
+        "ContactView",
+    ] {
+        assert!(schemas[s].is_object(), "{s}");
+    }
 }

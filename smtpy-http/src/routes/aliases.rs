@@ -652,7 +652,7 @@ async fn create_alias(
             let local = generate::local_part(generator)
                 .map_err(|_| Problem::internal("system random number generator failed"))?;
             let address = EmailAddress::parse(&format!("{local}@{}", domain.name.as_ascii()))
-                .map_err(Problem::internal)?;
+                .map_err(|_| Problem::invalid("domain", "too long for a generated address"))?;
             let alias = build(address);
             match state.store().create_alias(&alias).await {
                 Ok(()) => {

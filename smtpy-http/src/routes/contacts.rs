@@ -161,6 +161,11 @@ async fn create_contact(
     let token = reverse
         .mint(alias.address.domain())
         .map_err(Problem::internal)?;
+    if ReverseAliases::address(&token, alias.address.domain()).is_err() {
+        return Err(Problem::conflict(
+            "alias: its domain name is too long for reverse aliases",
+        ));
+    }
     let contact = Contact::new(
         &alias,
         address.clone(),
