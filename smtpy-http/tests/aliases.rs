@@ -503,6 +503,27 @@ async fn create_validation() {
     )
     .await;
     assert_eq!(stored(&w.app, &v).await.limits.messages_per_hour, Some(0));
+    // ...but not with a key lacking the admin scope.
+    let key = smtpy_http::auth::mint_api_key(
+        admin.user.id,
+        "no-admin",
+        vec![ApiScope::AliasesWrite],
+        None,
+        w.app.clock.now(),
+    )
+    .expect("key");
+    smtpy_core::store::CredentialStore::create_api_key(w.app.store.as_ref(), &key.key)
+        .await
+        .expect("store key");
+    let plain = common::Client::new(&w.app.base, Some(key.token), None);
+    let r = plain
+        .post(
+            "/api/v1/aliases",
+            json!({"address": "free2@root.test", "messages_per_hour": 0}),
+        )
+        .await;
+    r.assert_problem(422, "validation");
+    assert_eq!(r.body["errors"][0]["field"], "messages_per_hour");
 }
 
 // ---------------------------------------------------------------------------
@@ -767,6 +788,11 @@ async fn get_update_delete_restore() {
     assert_eq!((row.note, row.category, row.expires_at), (None, None, None));
     assert_eq!(row.limits.messages_per_hour, None);
 
+    // An empty change writes nothing.
+    let r = w.a.patch(&path, json!({})).await;
+    assert_eq!(r.expect(200)["revision"], 2);
+    assert_eq!(stored(&w.app, &v).await.revision, 2);
+
     // Stale revision.
     w.a.patch(&path, json!({"enabled": false, "revision": 0}))
         .await
@@ -1012,7 +1038,14 @@ async fn new_alias_rate_limit_answers_429_with_retry_after() {
     })
     .await;
     let w = world_with(app).await;
-    create(&w.a, json!({"generator": "chars"})).await;
+    create(&w.a, json!({"address": "first@alice.test"})).await;
+    // Refusals that need no store write do not spend the quota.
+    w.a.post("/api/v1/aliases", json!({"address": "first@alice.test"}))
+        .await
+        .assert_problem(409, "conflict");
+    w.a.post("/api/v1/aliases", json!({"address": "r--x@alice.test"}))
+        .await
+        .assert_problem(422, "validation");
     create(&w.a, json!({"generator": "chars"})).await;
     let r =
         w.a.post("/api/v1/aliases", json!({"generator": "chars"}))

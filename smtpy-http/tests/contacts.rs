@@ -290,6 +290,9 @@ async fn create_validation() {
             json!({"address": format!("{}@outside.test", "x".repeat(250))}),
             "address",
         ),
+        (json!({"address": "r--abc@outside.test"}), "address"),
+        (json!({"address": "bounce=x@outside.test"}), "address"),
+        (json!({"address": "SHOP@alice.test"}), "address"),
         (
             json!({"address": "x@outside.test", "display_name": "a\nb"}),
             "display_name",

@@ -461,8 +461,8 @@ async fn default_mailboxes(
 }
 
 /// Checks a `messages_per_hour` value: owners may set `1..=` the service
-/// default (any positive value when the default is unlimited); admins any
-/// value, `0` meaning no limit.
+/// default (any positive value when the default is unlimited); admins
+/// acting with the `admin` scope any value, `0` meaning no limit.
 pub(crate) fn check_rate(
     state: &ApiState,
     principal: &Principal,
@@ -471,7 +471,7 @@ pub(crate) fn check_rate(
     let Some(n) = value else {
         return Ok(None);
     };
-    if principal.user.is_admin() {
+    if principal.has(ApiScope::Admin) {
         return Ok(Some(n));
     }
     let default = state.limits().map_or_else(
@@ -625,6 +625,21 @@ async fn create_alias(
         None => default_mailboxes(&state, &principal, &domain).await?,
     };
 
+    // Cheap checks first, so that the usual refusals of a custom address
+    // do not spend the caller's quota (the store checks again atomically).
+    if let Some(address) = &custom {
+        if state.store().is_tombstoned(address).await? {
+            return Err(StoreError::Gone { entity: "alias" }.into());
+        }
+        if state
+            .store()
+            .find_alias_by_address(address)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::AlreadyExists { entity: "alias" }.into());
+        }
+    }
     spend_new_alias(&state, &principal).await?;
 
     let now = state.clock().now();
@@ -923,6 +938,9 @@ async fn update_alias(
         changed.push("messages_per_hour");
     }
     let now = state.clock().now();
+    if changed.is_empty() {
+        return Ok(Json(AliasView::of(&alias, now)));
+    }
     alias.updated_at = now;
     let stored = state
         .store()

@@ -25,7 +25,7 @@ use crate::audit::{self, Audit};
 use crate::auth::Principal;
 use crate::page::{PageOf, PageQuery};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem, check_len};
-use crate::routes::aliases::{alias_id, check_text, nullable};
+use crate::routes::aliases::{alias_id, check_text, is_reserved_local_part, nullable};
 use crate::state::ApiState;
 
 /// Longest contact address, in characters.
@@ -146,18 +146,30 @@ async fn create_contact(
     check_len("address", &body.address, 3, MAX_ADDRESS_CHARS)?;
     let address = EmailAddress::parse(body.address.trim())
         .map_err(|e| Problem::invalid("address", format!("not an address: {e}")))?;
+    if is_reserved_local_part(address.local_part().as_str()) {
+        return Err(Problem::invalid(
+            "address",
+            "reverse aliases and bounce addresses cannot be contacts",
+        ));
+    }
+    if address == alias.address {
+        return Err(Problem::invalid(
+            "address",
+            "an alias cannot be its own contact",
+        ));
+    }
     let name = display_name(body.display_name)?;
     if alias.deleted_at.is_some() {
         return Err(Problem::conflict("alias: deleted; restore it first"));
-    }
-    if let Some(c) = store.find_contact(alias.id, &address).await? {
-        return Ok((StatusCode::OK, Json(ContactView::of(&c, &alias))));
     }
     let Some(reverse) = state.reverse() else {
         return Err(Problem::unavailable(
             "reverse aliases are not configured on this server",
         ));
     };
+    if let Some(c) = store.find_contact(alias.id, &address).await? {
+        return Ok((StatusCode::OK, Json(ContactView::of(&c, &alias))));
+    }
     let token = reverse
         .mint(alias.address.domain())
         .map_err(Problem::internal)?;
