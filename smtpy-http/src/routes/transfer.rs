@@ -55,6 +55,8 @@ pub const MAX_MAILBOXES: usize = 1_000;
 pub const MAX_ALIASES: usize = 50_000;
 /// Most contacts in a document.
 pub const MAX_CONTACTS: usize = 100_000;
+/// Largest `max_message_size` of an imported alias (1 GiB).
+pub const MAX_MESSAGE_SIZE: u64 = 1 << 30;
 /// Local parts no alias may have (compared case-insensitively).
 pub const RESERVED_LOCAL_PARTS: &[&str] = &[
     "postmaster",
@@ -578,6 +580,12 @@ fn check_doc(doc: &ExportDoc) -> ApiResult<()> {
             check_len(&format!("aliases/{i}/category"), c, 0, 64)?;
         }
         check_count(&format!("aliases/{i}/labels"), &a.labels, 32)?;
+        if a.max_message_size.is_some_and(|m| m > MAX_MESSAGE_SIZE) {
+            return Err(Problem::invalid(
+                format!("aliases/{i}/max_message_size"),
+                format!("must be at most {MAX_MESSAGE_SIZE} bytes"),
+            ));
+        }
         for l in &a.labels {
             check_len(&format!("aliases/{i}/labels"), l, 1, 64)?;
         }
@@ -597,6 +605,19 @@ fn check_doc(doc: &ExportDoc) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Why the store refused an item, for the report; other errors (the store
+/// failing) end the import.
+fn refusal(e: StoreError) -> ApiResult<String> {
+    match e {
+        StoreError::Invalid { entity, reason } => Ok(format!("{entity}: {reason}")),
+        StoreError::NotFound { entity } => Ok(format!("{entity} not found")),
+        StoreError::AlreadyExists { entity } => Ok(format!("{entity} already exists")),
+        StoreError::Conflict { entity, reason } => Ok(format!("{entity}: {reason}")),
+        StoreError::Gone { entity } => Ok(format!("{entity} was deleted for good")),
+        other => Err(other.into()),
+    }
 }
 
 fn key(a: &EmailAddress) -> String {
@@ -709,10 +730,11 @@ impl Importer<'_> {
             Err(StoreError::AlreadyExists { .. }) => {
                 self.report.push("mailbox", &m.address, "exists", None);
             }
-            Err(e @ StoreError::Unavailable { .. }) => return Err(e.into()),
-            Err(e) => self
-                .report
-                .push("mailbox", &m.address, "refused", Some(e.to_string())),
+            Err(e) => {
+                let why = refusal(e)?;
+                self.report
+                    .push("mailbox", &m.address, "refused", Some(why));
+            }
         }
         Ok(())
     }
@@ -806,8 +828,7 @@ impl Importer<'_> {
             Err(StoreError::Gone { .. }) => {
                 refuse(&mut self.report, "the address was deleted for good");
             }
-            Err(e @ StoreError::Unavailable { .. }) => return Err(e.into()),
-            Err(e) => refuse(&mut self.report, &e.to_string()),
+            Err(e) => refuse(&mut self.report, &refusal(e)?),
         }
         Ok(())
     }
@@ -860,10 +881,10 @@ impl Importer<'_> {
             Err(StoreError::AlreadyExists { .. }) => {
                 self.report.push("contact", label, "exists", None);
             }
-            Err(e @ StoreError::Unavailable { .. }) => return Err(e.into()),
-            Err(e) => self
-                .report
-                .push("contact", label, "refused", Some(e.to_string())),
+            Err(e) => {
+                let why = refusal(e)?;
+                self.report.push("contact", label, "refused", Some(why));
+            }
         }
         Ok(())
     }
@@ -974,10 +995,10 @@ impl Importer<'_> {
                 existing.push(rule);
                 self.report.push("rule", label, "created", None);
             }
-            Err(e @ StoreError::Unavailable { .. }) => return Err(e.into()),
-            Err(e) => self
-                .report
-                .push("rule", label, "refused", Some(e.to_string())),
+            Err(e) => {
+                let why = refusal(e)?;
+                self.report.push("rule", label, "refused", Some(why));
+            }
         }
         Ok(())
     }
