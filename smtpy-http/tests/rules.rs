@@ -457,3 +457,81 @@ async fn explain_on_a_catch_all_creates_no_alias() {
         "explain must not create the alias"
     );
 }
+
+#[tokio::test]
+async fn the_regex_budget_of_all_rules_is_enforced() {
+    let app = TestApp::start().await;
+    let a = app.user("a@users.test").await;
+    let regex_rule = |n: usize| {
+        let conditions: Vec<Value> = (0..n)
+            .map(|i| json!({"field": "subject", "operator": "matches_regex", "value": format!("^w{i}")}))
+            .collect();
+        json!({"name": "regexes", "match_mode": "any", "conditions": conditions,
+               "actions": [{"type": "stop"}]})
+    };
+    // 32 + 32 = 64: the engine's limit, accepted.
+    a.post("/api/v1/rules", regex_rule(32)).await.expect(201);
+    let second = a.post("/api/v1/rules", regex_rule(32)).await;
+    let second_id = rule_id(second.expect(201));
+    // One more would be skipped by the engine: refused.
+    let r = a.post("/api/v1/rules", regex_rule(1)).await;
+    r.assert_problem(422, "validation");
+    assert!(r.body["detail"].as_str().expect("detail").contains("64"));
+    assert_eq!(
+        app.store.list_rules(a.user.id).await.expect("rules").len(),
+        2
+    );
+    // Disabling one frees its budget.
+    a.patch(
+        &format!("/api/v1/rules/{second_id}"),
+        json!({"enabled": false}),
+    )
+    .await
+    .expect(200);
+    a.post("/api/v1/rules", regex_rule(1)).await.expect(201);
+    // Re-enabling it would go over again.
+    a.patch(
+        &format!("/api/v1/rules/{second_id}"),
+        json!({"enabled": true}),
+    )
+    .await
+    .assert_problem(422, "validation");
+    let stored = app
+        .store
+        .get_rule(Access::System, second_id)
+        .await
+        .expect("rule");
+    assert!(!stored.enabled);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_these_endpoints() {
+    let app = TestApp::start().await;
+    let doc = app.browser().get("/api/v1/openapi.json").await.body;
+    for (path, method) in [
+        ("/api/v1/rules", "get"),
+        ("/api/v1/rules", "post"),
+        ("/api/v1/rules/{id}", "patch"),
+        ("/api/v1/rules/{id}", "delete"),
+        ("/api/v1/rules/reorder", "post"),
+        ("/api/v1/rules/explain", "post"),
+        ("/api/v1/stats", "get"),
+        ("/api/v1/aliases/{id}/stats", "get"),
+        ("/api/v1/events", "get"),
+        ("/api/v1/aliases/{id}/events", "get"),
+        ("/api/v1/audit", "get"),
+        ("/api/v1/admin/audit", "get"),
+        ("/api/v1/admin/queue", "get"),
+        ("/api/v1/admin/queue/stats", "get"),
+        ("/api/v1/admin/queue/{id}", "delete"),
+        ("/api/v1/admin/queue/{id}/retry", "post"),
+        ("/api/v1/admin/queue/{id}/release", "post"),
+        ("/api/v1/quarantine/{id}/release", "post"),
+        ("/api/v1/export", "get"),
+        ("/api/v1/import", "post"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(op["responses"]["404"].is_object(), "{method} {path}");
+    }
+}

@@ -18,7 +18,7 @@ use smtpy_core::model::{
     ApiScope, BlockReply, Condition, ConditionField, ForwardingRule, MatchMode, Operator,
     RuleAction, RuleScope,
 };
-use smtpy_core::rules::{ExplainInput, MAX_RULES, RuleSet, explain};
+use smtpy_core::rules::{ExplainInput, MAX_REGEXES, MAX_RULES, RuleSet, explain};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -437,6 +437,43 @@ pub(crate) fn check_compiles(rule: &ForwardingRule) -> ApiResult<()> {
     Ok(())
 }
 
+fn regexes(rule: &ForwardingRule) -> usize {
+    rule.conditions
+        .iter()
+        .filter(|c| c.operator == Operator::MatchesRegex)
+        .count()
+}
+
+/// Refuses `rule` when the caller's enabled rules would hold more regular
+/// expressions than a compiled set takes ([`MAX_REGEXES`]): the engine
+/// would skip the rules past the limit. Counted over all the caller's rules
+/// (an upper bound of any one alias's set).
+///
+/// # Errors
+///
+/// `422` naming `conditions`.
+pub(crate) fn check_regex_budget(
+    rule: &ForwardingRule,
+    others: &[ForwardingRule],
+) -> ApiResult<()> {
+    if !rule.enabled {
+        return Ok(());
+    }
+    let total: usize = regexes(rule)
+        + others
+            .iter()
+            .filter(|r| r.enabled && r.id != rule.id)
+            .map(regexes)
+            .sum::<usize>();
+    if total > MAX_REGEXES {
+        return Err(Problem::invalid(
+            "conditions",
+            format!("your enabled rules may hold at most {MAX_REGEXES} regular expressions in all"),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_id<T: std::str::FromStr>(field: &str, s: &str) -> ApiResult<T> {
     s.parse()
         .map_err(|_| Problem::invalid(field, "not a valid identifier"))
@@ -588,6 +625,7 @@ async fn create_rule(
     rule.match_mode = mode_from_dto(body.match_mode.unwrap_or_default());
     rule.conditions = conditions;
     check_compiles(&rule)?;
+    check_regex_budget(&rule, &existing)?;
     state.store().create_rule(&rule).await?;
     audit::record(&state, Audit::by(&principal, "rule.create").target(rule.id)).await;
     Ok((StatusCode::CREATED, Json(RuleView::from(&rule))))
@@ -654,6 +692,8 @@ async fn update_rule(
     }
     rule.updated_at = state.clock().now();
     check_compiles(&rule)?;
+    let others = state.store().list_rules(principal.id()).await?;
+    check_regex_budget(&rule, &others)?;
     let rule = state.store().update_rule(principal.access(), &rule).await?;
     audit::record(&state, Audit::by(&principal, "rule.update").target(rule.id)).await;
     Ok(Json(RuleView::from(&rule)))

@@ -41,7 +41,7 @@ use crate::auth::Principal;
 use crate::problem::{ApiResult, Problem, ProblemType, check_count, check_len};
 use crate::routes::rules::{
     ActionDto, ConditionDto, MatchModeDto, action_to_dto, actions_from_dto, check_compiles,
-    condition_to_dto, conditions_from_dto, mode_from_dto, mode_to_dto,
+    check_regex_budget, condition_to_dto, conditions_from_dto, mode_from_dto, mode_to_dto,
 };
 use crate::state::ApiState;
 
@@ -979,6 +979,10 @@ impl Importer<'_> {
         });
         if same {
             self.report.push("rule", label, "exists", None);
+            return Ok(());
+        }
+        if let Err(p) = check_regex_budget(&rule, existing) {
+            self.report.push("rule", label, "refused", Some(p.detail));
             return Ok(());
         }
         if existing.len() >= MAX_RULES {
