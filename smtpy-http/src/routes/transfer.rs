@@ -631,6 +631,8 @@ struct Importer<'a> {
     report: ImportReport,
     mailboxes: HashMap<String, MailboxId>,
     aliases: HashMap<String, Alias>,
+    /// Aliases the document has in the trash (their contacts are skipped).
+    trashed: std::collections::HashSet<String>,
 }
 
 impl Importer<'_> {
@@ -839,8 +841,19 @@ impl Importer<'_> {
             .ok()
             .and_then(|a| self.aliases.get(&key(&a)).cloned());
         let Some(alias) = alias else {
-            self.report
-                .push("contact", label, "refused", Some("unknown alias".into()));
+            let trashed =
+                EmailAddress::parse(&c.alias).is_ok_and(|a| self.trashed.contains(&key(&a)));
+            if trashed {
+                self.report.push(
+                    "contact",
+                    label,
+                    "skipped",
+                    Some("its alias was deleted (in the trash) when exported".into()),
+                );
+            } else {
+                self.report
+                    .push("contact", label, "refused", Some("unknown alias".into()));
+            }
             return Ok(());
         };
         let Ok(address) = EmailAddress::parse(&c.address) else {
@@ -1051,6 +1064,13 @@ async fn import(
         },
         mailboxes,
         aliases,
+        trashed: doc
+            .aliases
+            .iter()
+            .filter(|a| a.deleted)
+            .filter_map(|a| EmailAddress::parse(&a.address).ok())
+            .map(|a| key(&a))
+            .collect(),
     };
     im.settings(&doc.settings).await?;
     for d in &doc.domains {
