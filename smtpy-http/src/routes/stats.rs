@@ -96,7 +96,7 @@ pub(crate) struct DayView {
 
 /// Lifetime counters of an alias.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub(crate) struct CountersView {
+pub(crate) struct AliasTotalsView {
     /// Messages forwarded.
     pub forwarded: u64,
     /// Messages blocked.
@@ -124,7 +124,7 @@ pub(crate) struct StatsView {
     pub total_bytes: u64,
     /// The alias's lifetime counters (alias series only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub counters: Option<CountersView>,
+    pub counters: Option<AliasTotalsView>,
 }
 
 fn period(state: &ApiState, q: &StatsQuery) -> ApiResult<(Day, Day)> {
@@ -231,7 +231,7 @@ async fn alias_stats(
         .await?;
     let mut view = series(from, to, &rows);
     let c = alias.counters;
-    view.counters = Some(CountersView {
+    view.counters = Some(AliasTotalsView {
         forwarded: c.forwarded,
         blocked: c.blocked,
         replied: c.replied,

@@ -57,18 +57,12 @@ pub const MAX_ALIASES: usize = 50_000;
 pub const MAX_CONTACTS: usize = 100_000;
 /// Largest `max_message_size` of an imported alias (1 GiB).
 pub const MAX_MESSAGE_SIZE: u64 = 1 << 30;
-/// Local parts no alias may have (compared case-insensitively).
-pub const RESERVED_LOCAL_PARTS: &[&str] = &[
-    "postmaster",
-    "abuse",
-    "mailer-daemon",
-    "hostmaster",
-    "noreply",
-    "no-reply",
-];
-/// Local-part prefixes no alias may start with (reverse aliases, bounce
-/// addresses, SRS addresses; case-insensitive).
-pub const RESERVED_PREFIXES: &[&str] = &["r--", "bounce=", "srs0=", "srs1="];
+/// Local parts no alias may have (compared case-insensitively): mail to
+/// `postmaster` is answered by smtpy itself, never by an alias.
+pub const RESERVED_LOCAL_PARTS: &[&str] = &["postmaster"];
+/// Local-part prefixes no alias may start with (reverse aliases and bounce
+/// addresses, as alias creation refuses them; case-insensitive).
+pub const RESERVED_PREFIXES: &[&str] = &["r--", "bounce="];
 
 /// Whether `local` is reserved for smtpy itself.
 #[must_use]
