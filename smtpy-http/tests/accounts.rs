@@ -8,9 +8,7 @@ use std::time::Duration;
 use common::{Client, PASSWORD, Resp, TestApp};
 use serde_json::json;
 use smtpy_core::model::SecretHash;
-use smtpy_core::store::{
-    Access, AuditFilter, AuditStore, CredentialStore, PageRequest, UserStore,
-};
+use smtpy_core::store::{Access, AuditFilter, AuditStore, CredentialStore, PageRequest, UserStore};
 
 async fn login(c: &Client, email: &str, password: &str) -> Resp {
     let r = c
@@ -46,8 +44,12 @@ async fn password_change_needs_the_current_one_and_ends_other_sessions() {
     let alice = app.user("alice@example.test").await;
     let here = app.browser();
     let there = app.browser_from("127.0.0.2".parse().expect("ip"));
-    login(&here, "alice@example.test", PASSWORD).await.expect(200);
-    login(&there, "alice@example.test", PASSWORD).await.expect(200);
+    login(&here, "alice@example.test", PASSWORD)
+        .await
+        .expect(200);
+    login(&there, "alice@example.test", PASSWORD)
+        .await
+        .expect(200);
 
     here.post(
         "/api/v1/auth/password",
@@ -71,9 +73,16 @@ async fn password_change_needs_the_current_one_and_ends_other_sessions() {
         .await;
     assert_eq!(r.status, 204, "{r:?}");
     here.get("/api/v1/me").await.expect(200);
-    there.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    there
+        .get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
     assert_eq!(
-        app.store.list_sessions(alice.user.id).await.expect("s").len(),
+        app.store
+            .list_sessions(alice.user.id)
+            .await
+            .expect("s")
+            .len(),
         1
     );
     login(&app.browser(), "alice@example.test", PASSWORD)
@@ -98,7 +107,9 @@ async fn password_change_needs_the_current_one_and_ends_other_sessions() {
         )
         .await;
     assert_eq!(r.status, 204);
-    here.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    here.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
 }
 
 #[tokio::test]
@@ -151,8 +162,16 @@ async fn password_reset_token_works_once_and_expires() {
     let r = confirm(token.clone(), "reset and renewed").await;
     assert_eq!(r.status, 204, "{r:?}");
     // Every session ended; the new password works, the old does not.
-    b.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
-    assert!(app.store.list_sessions(alice.user.id).await.expect("s").is_empty());
+    b.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
+    assert!(
+        app.store
+            .list_sessions(alice.user.id)
+            .await
+            .expect("s")
+            .is_empty()
+    );
     login(&app.browser(), "alice@example.test", "reset and renewed")
         .await
         .expect(200);
@@ -242,10 +261,12 @@ async fn bootstrap_creates_the_first_admin_once() {
     let body = r.expect(201).clone();
     assert_eq!(body["user"]["role"], "admin");
     let token = body["api_key"]["token"].as_str().expect("token").to_owned();
-    assert!(body["api_key"]["scopes"]
-        .as_array()
-        .expect("scopes")
-        .contains(&json!("admin")));
+    assert!(
+        body["api_key"]["scopes"]
+            .as_array()
+            .expect("scopes")
+            .contains(&json!("admin"))
+    );
     let admin = Client::new(&app.base, Some(token), None);
     admin.get("/api/v1/users").await.expect(200);
     login(&app.browser(), "root@example.test", PASSWORD)
@@ -316,19 +337,30 @@ async fn owners_change_their_settings_but_not_their_quotas() {
     let row = app.store.get_user(alice.user.id).await.expect("row");
     assert_eq!(row.settings.subject_tag, "[suspect]");
     assert!(!row.settings.notify_bounces && !row.settings.notify_quarantine);
-    assert_eq!(row.settings.sender_format.as_deref(), Some("{name} via alias"));
+    assert_eq!(
+        row.settings.sender_format.as_deref(),
+        Some("{name} via alias")
+    );
     // Bob is untouched.
     let bob_row = app.store.get_user(bob.user.id).await.expect("row");
     assert_eq!(bob_row.settings.subject_tag, "[SPAM?]");
     // "" goes back to the operator's format.
-    let r = alice.patch("/api/v1/me", json!({"sender_format": ""})).await;
+    let r = alice
+        .patch("/api/v1/me", json!({"sender_format": ""}))
+        .await;
     assert!(r.expect(200)["settings"]["sender_format"].is_null());
 
     for (body, field) in [
         (json!({"subject_tag": "x".repeat(65)}), Some("subject_tag")),
         (json!({"subject_tag": "a\r\nBcc: x"}), Some("subject_tag")),
-        (json!({"sender_format": "no placeholder"}), Some("sender_format")),
-        (json!({"sender_format": format!("{{name}}{}", "x".repeat(125))}), Some("sender_format")),
+        (
+            json!({"sender_format": "no placeholder"}),
+            Some("sender_format"),
+        ),
+        (
+            json!({"sender_format": format!("{{name}}{}", "x".repeat(125))}),
+            Some("sender_format"),
+        ),
         (json!({"forwards_per_day": 100000}), None),
         (json!({"aliases_per_hour": 1000}), None),
         (json!({"dmarc_reject": "ignore"}), None),

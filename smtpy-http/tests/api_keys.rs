@@ -70,7 +70,10 @@ async fn token_is_long_random_shown_once_and_stored_hashed() {
 
     // It works.
     let c = common::Client::new(&app.base, Some(token), None);
-    assert_eq!(c.get("/api/v1/me").await.expect(200)["email"], "alice@example.test");
+    assert_eq!(
+        c.get("/api/v1/me").await.expect(200)["email"],
+        "alice@example.test"
+    );
     assert!(actions(&app).await.contains(&"api_key.create".to_owned()));
 }
 
@@ -119,7 +122,10 @@ async fn scopes_are_enforced() {
         .expect(201);
     // The admin scope is for admins only.
     alice
-        .post("/api/v1/api-keys", json!({"name": "x", "scopes": ["admin"]}))
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "x", "scopes": ["admin"]}),
+        )
         .await
         .assert_problem(403, "forbidden");
     let root = app.admin("root@example.test").await;
@@ -141,7 +147,9 @@ async fn expired_key_is_refused() {
     let c = common::Client::new(&app.base, key["token"].as_str().map(str::to_owned), None);
     c.get("/api/v1/me").await.expect(200);
     app.clock.advance(Duration::from_secs(61));
-    c.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    c.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
     // An expiry in the past is refused.
     alice
         .post(
@@ -202,7 +210,9 @@ async fn a_cannot_see_or_delete_bs_keys() {
     c.get("/api/v1/me").await.expect(200);
     let r = bob.delete(&format!("/api/v1/api-keys/{id}")).await;
     assert_eq!(r.status, 204);
-    c.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    c.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
     bob.delete(&format!("/api/v1/api-keys/{id}"))
         .await
         .assert_problem(404, "not-found");
@@ -218,7 +228,10 @@ async fn input_is_validated() {
     let alice = app.user("alice@example.test").await;
     for (body, field) in [
         (json!({"name": "", "scopes": ["account:read"]}), "name"),
-        (json!({"name": "x".repeat(65), "scopes": ["account:read"]}), "name"),
+        (
+            json!({"name": "x".repeat(65), "scopes": ["account:read"]}),
+            "name",
+        ),
         (json!({"name": "ok", "scopes": []}), "scopes"),
         (
             json!({"name": "ok", "scopes": vec!["account:read"; 8]}),
@@ -245,7 +258,11 @@ async fn input_is_validated() {
         .assert_problem(422, "validation");
     // Nothing was created.
     assert_eq!(
-        app.store.list_api_keys(alice.user.id).await.expect("keys").len(),
+        app.store
+            .list_api_keys(alice.user.id)
+            .await
+            .expect("keys")
+            .len(),
         1
     );
     // 64 characters is fine.
@@ -261,19 +278,36 @@ async fn list_is_paginated() {
     let app = TestApp::start().await;
     let alice = app.user("alice@example.test").await;
     for n in 0..3 {
-        create(&alice, json!({"name": format!("k{n}"), "scopes": ["account:read"]})).await;
+        create(
+            &alice,
+            json!({"name": format!("k{n}"), "scopes": ["account:read"]}),
+        )
+        .await;
     }
     let first = alice.get("/api/v1/api-keys?limit=2").await;
-    let items = first.expect(200)["items"].as_array().expect("items").clone();
+    let items = first.expect(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
     assert_eq!(items.len(), 2);
-    let cursor = first.body["next_cursor"].as_str().expect("cursor").to_owned();
+    let cursor = first.body["next_cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
     let second = alice
         .get(&format!("/api/v1/api-keys?limit=2&cursor={cursor}"))
         .await;
-    let more = second.expect(200)["items"].as_array().expect("items").clone();
+    let more = second.expect(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
     assert_eq!(more.len(), 2);
     assert!(second.body["next_cursor"].is_null());
-    assert!(items.iter().all(|a| more.iter().all(|b| a["id"] != b["id"])));
+    assert!(
+        items
+            .iter()
+            .all(|a| more.iter().all(|b| a["id"] != b["id"]))
+    );
     alice
         .get("/api/v1/api-keys?cursor=nope")
         .await

@@ -37,7 +37,10 @@ async fn same_ip_gets_429_after_the_budget_even_with_the_right_password() {
         )
         .await;
     r.assert_problem(429, "rate-limited");
-    let retry: u64 = r.header("retry-after").parse().expect("Retry-After seconds");
+    let retry: u64 = r
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After seconds");
     assert!((1..=900).contains(&retry), "{retry}");
     // Another client address still gets in.
     app.browser_from("127.0.0.2".parse().expect("ip"))
@@ -84,9 +87,12 @@ async fn one_account_from_many_ips_gets_429() {
     r.assert_problem(429, "rate-limited");
     assert!(!r.header("retry-after").is_empty());
     // Other accounts are not affected.
-    c.post("/api/v1/auth/login", login_body("bob@example.test", PASSWORD))
-        .await
-        .expect(200);
+    c.post(
+        "/api/v1/auth/login",
+        login_body("bob@example.test", PASSWORD),
+    )
+    .await
+    .expect(200);
     // Denials are counted in the metrics.
     let denied = app.state.metrics().get(
         smtpy_core::metrics::RATE_LIMIT_DENIALS,
@@ -146,10 +152,7 @@ async fn unknown_user_and_wrong_password_answers_are_identical() {
     assert_eq!(wrong.text, unknown.text, "byte-identical bodies");
     assert_eq!(wrong.text, malformed.text);
     assert_eq!(wrong.body["detail"], "invalid email or password");
-    assert_eq!(
-        wrong.header("content-type"),
-        unknown.header("content-type")
-    );
+    assert_eq!(wrong.header("content-type"), unknown.header("content-type"));
     assert_eq!(wrong.header("set-cookie"), "");
     assert_eq!(unknown.header("set-cookie"), "");
 

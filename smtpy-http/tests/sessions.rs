@@ -74,8 +74,15 @@ async fn cookie_is_httponly_lax_and_not_secure_without_tls() {
     assert!(!cookie.contains("Secure"), "{cookie}");
     // The session works and the row holds only the hash of the cookie.
     let value = set_cookie_value(&r, "smtpy_session");
-    assert_eq!(b.get("/api/v1/me").await.expect(200)["id"], alice.user.id.to_string());
-    let rows = app.store.list_sessions(alice.user.id).await.expect("sessions");
+    assert_eq!(
+        b.get("/api/v1/me").await.expect(200)["id"],
+        alice.user.id.to_string()
+    );
+    let rows = app
+        .store
+        .list_sessions(alice.user.id)
+        .await
+        .expect("sessions");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].id_hash, SecretHash::of(value.as_bytes()));
     assert!(!format!("{:?}", rows[0]).contains(&value));
@@ -110,16 +117,25 @@ async fn login_rotates_the_session() {
     let app = TestApp::start().await;
     let alice = app.user("alice@example.test").await;
     let b = app.browser();
-    let first = set_cookie_value(&login(&b, "alice@example.test", PASSWORD).await, "smtpy_session");
+    let first = set_cookie_value(
+        &login(&b, "alice@example.test", PASSWORD).await,
+        "smtpy_session",
+    );
     // Logging in again from the same browser replaces the session.
-    let second =
-        set_cookie_value(&login(&b, "alice@example.test", PASSWORD).await, "smtpy_session");
+    let second = set_cookie_value(
+        &login(&b, "alice@example.test", PASSWORD).await,
+        "smtpy_session",
+    );
     assert_ne!(first, second);
     let old = with_cookie(&app, reqwest::Method::GET, "/api/v1/me", &first, &[]).await;
     assert_eq!(old.status(), 401);
     let new = with_cookie(&app, reqwest::Method::GET, "/api/v1/me", &second, &[]).await;
     assert_eq!(new.status(), 200);
-    let rows = app.store.list_sessions(alice.user.id).await.expect("sessions");
+    let rows = app
+        .store
+        .list_sessions(alice.user.id)
+        .await
+        .expect("sessions");
     assert_eq!(rows.len(), 1, "the old session row is gone");
     assert_eq!(rows[0].id_hash, SecretHash::of(second.as_bytes()));
 }
@@ -138,7 +154,9 @@ async fn idle_timeout_ends_the_session() {
     b.get("/api/v1/me").await.expect(200);
     // Idle for longer than the limit: over.
     app.clock.advance(idle + Duration::from_secs(1));
-    b.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    b.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
     assert!(
         app.store
             .list_sessions(alice.user.id)
@@ -162,7 +180,9 @@ async fn absolute_lifetime_ends_an_active_session() {
         b.get("/api/v1/me").await.expect(200);
     }
     app.clock.advance(Duration::from_secs(1800));
-    b.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    b.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
     assert!(expires > 0);
 }
 
@@ -171,11 +191,17 @@ async fn logout_kills_the_session_and_clears_the_cookie() {
     let app = TestApp::start().await;
     let alice = app.user("alice@example.test").await;
     let b = app.browser();
-    let value = set_cookie_value(&login(&b, "alice@example.test", PASSWORD).await, "smtpy_session");
+    let value = set_cookie_value(
+        &login(&b, "alice@example.test", PASSWORD).await,
+        "smtpy_session",
+    );
     let r = b.post_empty("/api/v1/auth/logout").await;
     assert_eq!(r.status, 204, "{r:?}");
     let cleared = r.header("set-cookie");
-    assert!(cleared.starts_with("smtpy_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(
+        cleared.starts_with("smtpy_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
     let again = with_cookie(&app, reqwest::Method::GET, "/api/v1/me", &value, &[]).await;
     assert_eq!(again.status(), 401);
     assert!(
@@ -239,7 +265,10 @@ async fn cookie_changes_need_the_csrf_token_and_our_origin() {
     .await;
     assert_eq!(wrong.status(), 403);
     // Nothing changed so far.
-    assert_eq!(b.get("/api/v1/me").await.body["settings"]["notify_bounces"], true);
+    assert_eq!(
+        b.get("/api/v1/me").await.body["settings"]["notify_bounces"],
+        true
+    );
     // Right token, our origin.
     let origin = app.base.clone();
     let ok = with_cookie(
@@ -251,7 +280,10 @@ async fn cookie_changes_need_the_csrf_token_and_our_origin() {
     )
     .await;
     assert_eq!(ok.status(), 200);
-    assert_eq!(b.get("/api/v1/me").await.body["settings"]["notify_bounces"], false);
+    assert_eq!(
+        b.get("/api/v1/me").await.body["settings"]["notify_bounces"],
+        false
+    );
 }
 
 #[tokio::test]
@@ -302,7 +334,11 @@ async fn renewal_rotates_the_cookie_and_keeps_the_absolute_expiry() {
     b.patch("/api/v1/me", json!({"notify_quarantine": false}))
         .await
         .expect(200);
-    let rows = app.store.list_sessions(alice.user.id).await.expect("sessions");
+    let rows = app
+        .store
+        .list_sessions(alice.user.id)
+        .await
+        .expect("sessions");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].id_hash, SecretHash::of(new_value.as_bytes()));
     assert_eq!(Some(rows[0].expires_at.as_unix_millis()), expires.as_i64());
@@ -321,8 +357,12 @@ async fn session_list_marks_the_current_one_and_others_can_be_ended() {
     let one = app.browser();
     let two = app.browser_from("127.0.0.2".parse().expect("ip"));
     let bobs = app.browser();
-    login(&one, "alice@example.test", PASSWORD).await.expect(200);
-    login(&two, "alice@example.test", PASSWORD).await.expect(200);
+    login(&one, "alice@example.test", PASSWORD)
+        .await
+        .expect(200);
+    login(&two, "alice@example.test", PASSWORD)
+        .await
+        .expect(200);
     login(&bobs, "bob@example.test", PASSWORD).await.expect(200);
     let list = one.get("/api/v1/me/sessions").await;
     let items = list.expect(200)["items"].as_array().expect("items").clone();
@@ -334,14 +374,25 @@ async fn session_list_marks_the_current_one_and_others_can_be_ended() {
     let r = one.delete("/api/v1/me/sessions").await;
     assert_eq!(r.expect(200)["ended"], 1);
     one.get("/api/v1/me").await.expect(200);
-    two.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    two.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
     bobs.get("/api/v1/me").await.expect(200);
     assert_eq!(
-        app.store.list_sessions(alice.user.id).await.expect("s").len(),
+        app.store
+            .list_sessions(alice.user.id)
+            .await
+            .expect("s")
+            .len(),
         1
     );
-    assert_eq!(app.store.list_sessions(bob.user.id).await.expect("s").len(), 1);
+    assert_eq!(
+        app.store.list_sessions(bob.user.id).await.expect("s").len(),
+        1
+    );
     // With an API key, every session ends.
     alice.delete("/api/v1/me/sessions").await.expect(200);
-    one.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    one.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
 }

@@ -8,9 +8,7 @@ use std::time::Duration;
 use common::{PASSWORD, TestApp};
 use serde_json::{Value, json};
 use smtpy_core::model::{ApiScope, Role, SecretHash, UserStatus};
-use smtpy_core::store::{
-    Access, AuditFilter, AuditStore, CredentialStore, PageRequest, UserStore,
-};
+use smtpy_core::store::{Access, AuditFilter, AuditStore, CredentialStore, PageRequest, UserStore};
 
 async fn actions(app: &TestApp) -> Vec<String> {
     app.store
@@ -67,8 +65,11 @@ async fn non_admins_get_403_on_every_admin_endpoint() {
             )
             .await,
             who.get(&format!("/api/v1/users/{uid}")).await,
-            who.patch(&format!("/api/v1/users/{uid}"), json!({"status": "disabled"}))
-                .await,
+            who.patch(
+                &format!("/api/v1/users/{uid}"),
+                json!({"status": "disabled"}),
+            )
+            .await,
             who.delete(&format!("/api/v1/users/{uid}")).await,
             who.post("/api/v1/invitations", json!({"role": "admin"}))
                 .await,
@@ -163,7 +164,10 @@ async fn admin_creates_lists_reads_updates_and_deletes_users() {
 
     // List and read.
     let list = root.get("/api/v1/users?limit=2").await;
-    assert_eq!(list.expect(200)["items"].as_array().expect("items").len(), 2);
+    assert_eq!(
+        list.expect(200)["items"].as_array().expect("items").len(),
+        2
+    );
     assert!(list.body["next_cursor"].is_string());
     let cid = carol["id"].as_str().expect("id");
     assert_eq!(
@@ -195,18 +199,17 @@ async fn admin_creates_lists_reads_updates_and_deletes_users() {
     assert_eq!(p.body["settings"]["aliases_per_hour"], 3);
     let row = app
         .store
-        .get_user(smtpy_core::ids::UserId::from_uuid(cid.parse().expect("uuid")))
+        .get_user(smtpy_core::ids::UserId::from_uuid(
+            cid.parse().expect("uuid"),
+        ))
         .await
         .expect("row");
     assert_eq!(row.settings.forwards_per_day, None);
     assert_eq!(row.settings.aliases_per_hour, Some(3));
     assert_eq!(row.role, Role::Admin);
-    root.patch(
-        &format!("/api/v1/users/{cid}"),
-        json!({"subject_tag": "x"}),
-    )
-    .await
-    .assert_problem(422, "validation");
+    root.patch(&format!("/api/v1/users/{cid}"), json!({"subject_tag": "x"}))
+        .await
+        .assert_problem(422, "validation");
 
     // Delete.
     let r = root.delete(&format!("/api/v1/users/{cid}")).await;
@@ -236,11 +239,19 @@ async fn disabling_a_user_locks_them_out() {
     .expect(200);
     let id = alice.user.id;
     let r = root
-        .patch(&format!("/api/v1/users/{id}"), json!({"status": "disabled"}))
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            json!({"status": "disabled"}),
+        )
         .await;
     assert_eq!(r.expect(200)["status"], "disabled");
-    alice.get("/api/v1/me").await.assert_problem(403, "forbidden");
-    b.get("/api/v1/me").await.assert_problem(401, "unauthenticated");
+    alice
+        .get("/api/v1/me")
+        .await
+        .assert_problem(403, "forbidden");
+    b.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
     assert!(app.store.list_sessions(id).await.expect("s").is_empty());
     root.patch(&format!("/api/v1/users/{id}"), json!({"status": "active"}))
         .await
@@ -259,9 +270,12 @@ async fn admins_cannot_delete_demote_or_disable_themselves() {
     root.patch(&format!("/api/v1/users/{id}"), json!({"role": "user"}))
         .await
         .assert_problem(409, "conflict");
-    root.patch(&format!("/api/v1/users/{id}"), json!({"status": "disabled"}))
-        .await
-        .assert_problem(409, "conflict");
+    root.patch(
+        &format!("/api/v1/users/{id}"),
+        json!({"status": "disabled"}),
+    )
+    .await
+    .assert_problem(409, "conflict");
     let row = app.store.get_user(id).await.expect("row");
     assert_eq!((row.role, row.status), (Role::Admin, UserStatus::Active));
 }
@@ -288,7 +302,10 @@ async fn invitations_are_single_use_expiring_and_give_the_role() {
     assert_eq!(stored.id.to_string(), inv["id"]);
     // The list never shows the token.
     let list = root.get("/api/v1/invitations").await;
-    assert_eq!(list.expect(200)["items"].as_array().expect("items").len(), 1);
+    assert_eq!(
+        list.expect(200)["items"].as_array().expect("items").len(),
+        1
+    );
     assert!(!list.text.contains(&token));
 
     // First use: an admin account.
@@ -344,7 +361,9 @@ async fn invitations_are_single_use_expiring_and_give_the_role() {
         .clone();
     let gid = gone["id"].as_str().expect("id");
     assert_eq!(
-        root.delete(&format!("/api/v1/invitations/{gid}")).await.status,
+        root.delete(&format!("/api/v1/invitations/{gid}"))
+            .await
+            .status,
         204
     );
     root.delete(&format!("/api/v1/invitations/{gid}"))
@@ -384,7 +403,11 @@ async fn closed_registration_is_403_and_open_registration_works() {
         .await
         .expect("find")
         .expect("row");
-    assert!(row.password.as_ref().is_some_and(|p| p.as_phc().starts_with("$argon2id$")));
+    assert!(
+        row.password
+            .as_ref()
+            .is_some_and(|p| p.as_phc().starts_with("$argon2id$"))
+    );
     register(&app, "X@example.test", None)
         .await
         .assert_problem(409, "conflict");
