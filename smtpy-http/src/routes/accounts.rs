@@ -82,10 +82,13 @@ pub(crate) async fn send_reset_mail(state: &ApiState, user: &User) -> bool {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterRequest {
     /// Sign-in address.
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     /// Password (`min_password_chars` to 256 characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
     /// Invitation token; required unless registration is open.
+    #[schema(min_length = 1, max_length = 128)]
     pub invitation: Option<String>,
 }
 
@@ -176,10 +179,13 @@ async fn register(
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
     /// Sign-in address.
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
     /// Password.
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
     /// The current TOTP code, when the account has a second factor.
+    #[schema(min_length = 1, max_length = 16)]
     pub totp: Option<String>,
 }
 
@@ -462,8 +468,10 @@ async fn renew(State(state): State<ApiState>, principal: Principal) -> ApiResult
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangePassword {
     /// The current password.
+    #[schema(min_length = 1, max_length = 256)]
     pub current_password: String,
     /// The new password (`min_password_chars` to 256 characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub new_password: String,
 }
 
@@ -541,6 +549,7 @@ pub(crate) async fn end_sessions(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetRequest {
     /// The account's sign-in address.
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
 }
 
@@ -589,8 +598,10 @@ async fn reset_request(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetConfirm {
     /// The token from the reset mail.
+    #[schema(min_length = 1, max_length = 128)]
     pub token: String,
     /// The new password (`min_password_chars` to 256 characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub new_password: String,
 }
 
@@ -653,10 +664,13 @@ async fn reset_confirm(
 #[serde(deny_unknown_fields)]
 pub(crate) struct BootstrapRequest {
     /// The bootstrap token from the configuration.
+    #[schema(min_length = 1, max_length = 256)]
     pub token: String,
     /// The admin's sign-in address.
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     /// The admin's password; without one the account is API-only.
+    #[schema(min_length = 1, max_length = 256)]
     pub password: Option<String>,
 }
 

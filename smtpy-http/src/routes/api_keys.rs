@@ -152,9 +152,11 @@ async fn list_keys(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKey {
     /// A label (1 to 64 characters).
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// What it may do (1 to 7 scopes; `admin` for admins only; a key can
     /// only create keys with scopes it has itself).
+    #[schema(min_items = 1, max_items = 7)]
     pub scopes: Vec<ScopeName>,
     /// When it stops working (Unix milliseconds, in the future); absent:
     /// never.

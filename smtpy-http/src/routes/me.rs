@@ -156,9 +156,11 @@ pub(crate) struct SettingsPatch {
     /// Handling of DMARC failures under `p=quarantine`.
     pub dmarc_quarantine: Option<DmarcQuarantine>,
     /// Subject prefix of tagged mail (at most 64 bytes, one line).
+    #[schema(max_length = 64)]
     pub subject_tag: Option<String>,
     /// Display-name format of rewritten senders (at most 128 characters,
     /// with `{name}` or `{address}`); `""` returns to the operator's.
+    #[schema(max_length = 128)]
     pub sender_format: Option<String>,
     /// Notices about bounces.
     pub notify_bounces: Option<bool>,

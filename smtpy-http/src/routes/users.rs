@@ -91,9 +91,11 @@ async fn list_users(
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateUser {
     /// Sign-in address.
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     /// Password; without one, the user gets a password-reset mail (when
     /// the service can send mail).
+    #[schema(min_length = 1, max_length = 256)]
     pub password: Option<String>,
     /// Role (default `user`).
     pub role: Option<RoleName>,
@@ -184,15 +186,15 @@ pub(crate) struct UserPatch {
     pub role: Option<RoleName>,
     /// Forwards per day.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, maximum = 10_000_000)]
     pub forwards_per_day: Option<Option<u32>>,
     /// Replies per day.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, maximum = 10_000_000)]
     pub replies_per_day: Option<Option<u32>>,
     /// Aliases created per hour.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, maximum = 10_000_000)]
     pub aliases_per_hour: Option<Option<u32>>,
 }
 
@@ -356,6 +358,7 @@ pub(crate) struct CreatedInvitation {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateInvitation {
     /// If set, only this address may accept.
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
     /// Role of the account it creates (default `user`).
     pub role: Option<RoleName>,

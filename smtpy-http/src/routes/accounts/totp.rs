@@ -177,8 +177,10 @@ async fn setup(State(state): State<ApiState>, principal: Principal) -> ApiResult
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnableTotp {
     /// The secret from `POST /me/totp/setup` (base32, 16 to 128 characters).
+    #[schema(min_length = 16, max_length = 128)]
     pub secret: String,
     /// The current 6-digit code the authenticator shows for it.
+    #[schema(min_length = 1, max_length = 16)]
     pub code: String,
 }
 
@@ -239,8 +241,10 @@ async fn enable(
 #[serde(deny_unknown_fields)]
 pub(crate) struct DisableTotp {
     /// The account's password.
+    #[schema(min_length = 1, max_length = 256)]
     pub password: Option<String>,
     /// A current code.
+    #[schema(min_length = 1, max_length = 16)]
     pub code: Option<String>,
 }
 
