@@ -66,6 +66,8 @@ async fn enrol(app: &TestApp, actor: &Client) -> Vec<u8> {
         )
         .await;
     assert_eq!(r.status, 204, "{r:?}");
+    // The enabling code is spent; move on to fresh steps.
+    app.clock.advance(Duration::from_secs(60));
     secret
 }
 
@@ -186,6 +188,10 @@ async fn login_requires_the_code_after_enabling() {
     login(&app.browser(), "alice@example.test", PASSWORD, Some(&prev))
         .await
         .expect(200);
+    // A code is accepted once: replaying it fails.
+    login(&app.browser(), "alice@example.test", PASSWORD, Some(&right))
+        .await
+        .assert_problem(401, "second-factor-required");
     // Later, with the clock moved on.
     app.clock.advance(Duration::from_secs(3600));
     login(

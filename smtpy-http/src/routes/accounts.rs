@@ -267,7 +267,7 @@ async fn login(
                 "enter the code of your authenticator app as `totp`",
             ));
         };
-        if !totp::code_matches(secret.expose(), code, state.clock().now()) {
+        if !totp::accept_code(&state, &user, secret.expose(), code).await? {
             audit::record(
                 &state,
                 anonymous_audit("session.login_failed", Some(user.id), ip)

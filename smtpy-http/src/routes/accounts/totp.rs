@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
+use smtpy_core::gcra::Quota;
 use smtpy_core::model::{ApiScope, User};
 use smtpy_core::secret::Secret;
 use smtpy_core::time::Timestamp;
@@ -89,20 +90,56 @@ pub(crate) fn step_at(now: Timestamp) -> u64 {
     u64::try_from(now.as_unix_secs().div_euclid(STEP_SECS)).unwrap_or(0)
 }
 
-/// Whether `code` is the code of `secret` at `now`, the step before or the
-/// step after (compared in constant time).
-pub(crate) fn code_matches(secret: &[u8], code: &str, now: Timestamp) -> bool {
+/// The step (the one at `now`, before or after) whose code `code` is,
+/// if any. All three are compared, in constant time each.
+pub(crate) fn matching_step(secret: &[u8], code: &str, now: Timestamp) -> Option<u64> {
     let code = code.trim();
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     let step = step_at(now);
-    let mut ok = false;
+    let mut found = None;
     for s in [step.saturating_sub(1), step, step.saturating_add(1)] {
         let expected = format!("{:06}", hotp(secret, s));
-        ok |= ct_eq(expected.as_bytes(), code.as_bytes());
+        if ct_eq(expected.as_bytes(), code.as_bytes()) && found.is_none() {
+            found = Some(s);
+        }
     }
-    ok
+    found
+}
+
+/// Whether `code` is the code of `secret` at `now`, the step before or the
+/// step after.
+#[cfg(test)]
+pub(crate) fn code_matches(secret: &[u8], code: &str, now: Timestamp) -> bool {
+    matching_step(secret, code, now).is_some()
+}
+
+/// Checks `code` for `user` and, when it matches, spends its step: a code
+/// is accepted once (RFC 6238 section 5.2), so a code seen by someone else
+/// cannot be replayed. The spent steps are kept in the rate limiter (shared
+/// between instances when it is store-backed) for three steps.
+pub(crate) async fn accept_code(
+    state: &ApiState,
+    user: &User,
+    secret: &[u8],
+    code: &str,
+) -> ApiResult<bool> {
+    let Some(step) = matching_step(secret, code, state.clock().now()) else {
+        return Ok(false);
+    };
+    let window = std::time::Duration::from_secs(STEP_SECS.unsigned_abs() * 3);
+    let quota = Quota::new(1, window, 1).map_err(Problem::internal)?;
+    let key = format!("http:totp_used:{}:{step}", user.id);
+    match state.limiter().check(&key, &quota, 1).await {
+        Ok(d) => Ok(d.allowed),
+        Err(e) => {
+            tracing::warn!(error = %e, "HTTP rate limiter failed");
+            Err(Problem::unavailable(
+                "rate limiter unavailable; retry later",
+            ))
+        }
+    }
 }
 
 /// The keyring context of a user's TOTP secret.
@@ -218,7 +255,7 @@ async fn enable(
     if user.totp.is_some() {
         return Err(Problem::conflict("a second factor is enabled already"));
     }
-    if !code_matches(&secret, &body.code, state.clock().now()) {
+    if !accept_code(&state, &user, &secret, &body.code).await? {
         return Err(Problem::invalid("code", "wrong code for this secret"));
     }
     user.totp = Some(
@@ -281,7 +318,7 @@ async fn disable(
     };
     let ok = match (&body.password, &body.code) {
         (Some(p), _) => verify_password(&state, user.password.as_ref(), p).await,
-        (None, Some(c)) => code_matches(secret.expose(), c, state.clock().now()),
+        (None, Some(c)) => accept_code(&state, &user, secret.expose(), c).await?,
         (None, None) => {
             return Err(Problem::invalid("password", "give the password or a code"));
         }
