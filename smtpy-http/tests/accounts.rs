@@ -23,6 +23,18 @@ async fn login(c: &Client, email: &str, password: &str) -> Resp {
     r
 }
 
+/// Waits until the outbox holds `n` notifications (reset mails are queued
+/// in the background).
+async fn wait_for_mail(app: &TestApp, n: usize) {
+    for _ in 0..200 {
+        if app.outbox.count() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("expected {n} notifications, got {}", app.outbox.count());
+}
+
 async fn events(app: &TestApp) -> Vec<smtpy_core::model::AuditEvent> {
     app.store
         .list_audit(
@@ -139,7 +151,9 @@ async fn password_reset_token_works_once_and_expires() {
     assert_eq!(unknown.status, 202);
     assert_eq!(known.status, 202);
     assert_eq!(unknown.text, known.text);
-    assert_eq!(app.outbox.count(), 1);
+    wait_for_mail(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(app.outbox.count(), 1, "nothing for the unknown address");
     let token = app
         .outbox
         .last_var("alice@example.test", "reset_code")
@@ -190,6 +204,7 @@ async fn password_reset_token_works_once_and_expires() {
             json!({"email": "alice@example.test"}),
         )
         .await;
+    wait_for_mail(&app, 2).await;
     let late = app
         .outbox
         .last_var("alice@example.test", "reset_code")
@@ -207,6 +222,7 @@ async fn password_reset_token_works_once_and_expires() {
             json!({"email": "alice@example.test"}),
         )
         .await;
+    wait_for_mail(&app, 3).await;
     let fresh = app
         .outbox
         .last_var("alice@example.test", "reset_code")

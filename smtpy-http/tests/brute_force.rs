@@ -67,14 +67,18 @@ async fn one_account_from_many_ips_gets_429() {
     let app = TestApp::start_with(config, |s| s).await;
     app.user("alice@example.test").await;
     app.user("bob@example.test").await;
-    for n in 2..6 {
+    // However the address is spelled, it is one account.
+    let spellings = [
+        "Alice@Example.test",
+        "alice@EXAMPLE.TEST",
+        "\"alice\"@example.test",
+        " alice@example.test ",
+    ];
+    for (n, email) in (2..6).zip(spellings) {
         let c = app.browser_from(format!("127.0.0.{n}").parse().expect("ip"));
-        c.post(
-            "/api/v1/auth/login",
-            login_body("Alice@Example.test", "wrong password!"),
-        )
-        .await
-        .assert_problem(401, "unauthenticated");
+        c.post("/api/v1/auth/login", login_body(email, "wrong password!"))
+            .await
+            .assert_problem(401, "unauthenticated");
     }
     // A fresh address with the right password: the account's budget is spent.
     let c = app.browser_from("127.0.0.9".parse().expect("ip"));

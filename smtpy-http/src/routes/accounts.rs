@@ -228,7 +228,11 @@ async fn login(
         check_len("totp", c, 1, 16)?;
     }
     throttle(&state, "login_ip", &ip_key(ip), config.limits.login_per_ip).await?;
-    let account_key = body.email.trim().to_lowercase();
+    // One budget per account however its address is spelled.
+    let parsed = EmailAddress::parse(body.email.trim()).ok();
+    let account_key = parsed
+        .as_ref()
+        .map_or_else(|| body.email.trim().to_lowercase(), EmailAddress::canonical);
     throttle(
         &state,
         "login_account",
@@ -237,9 +241,9 @@ async fn login(
     )
     .await?;
 
-    let user = match EmailAddress::parse(body.email.trim()) {
-        Ok(e) => state.store().find_user_by_email(&e).await?,
-        Err(_) => None,
+    let user = match &parsed {
+        Some(e) => state.store().find_user_by_email(e).await?,
+        None => None,
     };
     let ok = verify_password(
         &state,
@@ -581,14 +585,19 @@ async fn reset_request(
         Err(_) => None,
     };
     if let Some(user) = user.filter(|u| u.status == UserStatus::Active) {
-        let sent = send_reset_mail(&state, &user).await;
-        audit::record(
-            &state,
-            anonymous_audit("user.password_reset_requested", Some(user.id), ip)
-                .target(user.id)
-                .detail("sent", sent),
-        )
-        .await;
+        // In the background, so the answer takes as long whether or not
+        // a mail is rendered and queued.
+        let state = state.clone();
+        tokio::spawn(async move {
+            let sent = send_reset_mail(&state, &user).await;
+            audit::record(
+                &state,
+                anonymous_audit("user.password_reset_requested", Some(user.id), ip)
+                    .target(user.id)
+                    .detail("sent", sent),
+            )
+            .await;
+        });
     }
     Ok(StatusCode::ACCEPTED)
 }
