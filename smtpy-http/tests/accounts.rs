@@ -397,3 +397,46 @@ async fn owners_change_their_settings_but_not_their_quotas() {
             .any(|e| e.action == "user.settings_changed" && e.owner == Some(alice.user.id))
     );
 }
+
+#[tokio::test]
+async fn the_document_lists_the_account_endpoints() {
+    let app = TestApp::start().await;
+    let doc = app.browser().get("/api/v1/openapi.json").await.body;
+    let paths = &doc["paths"];
+    for (path, method, status) in [
+        ("/api/v1/auth/register", "post", "201"),
+        ("/api/v1/auth/login", "post", "200"),
+        ("/api/v1/auth/logout", "post", "204"),
+        ("/api/v1/auth/session", "get", "200"),
+        ("/api/v1/auth/session/renew", "post", "200"),
+        ("/api/v1/auth/password", "post", "204"),
+        ("/api/v1/auth/password-reset", "post", "202"),
+        ("/api/v1/auth/password-reset/confirm", "post", "204"),
+        ("/api/v1/bootstrap", "post", "201"),
+        ("/api/v1/me", "patch", "200"),
+        ("/api/v1/me/sessions", "delete", "200"),
+        ("/api/v1/me/totp/setup", "post", "200"),
+        ("/api/v1/me/totp/enable", "post", "204"),
+        ("/api/v1/me/totp", "delete", "204"),
+        ("/api/v1/api-keys", "post", "201"),
+        ("/api/v1/api-keys/{id}", "delete", "204"),
+        ("/api/v1/users", "get", "200"),
+        ("/api/v1/users/{id}", "patch", "200"),
+        ("/api/v1/invitations", "post", "201"),
+        ("/api/v1/invitations/{id}", "delete", "204"),
+    ] {
+        let op = &paths[path][method];
+        assert!(op["responses"][status].is_object(), "{method} {path}: {op}");
+        assert_eq!(
+            op["responses"]["429"]["$ref"], "#/components/responses/Problem",
+            "{method} {path}"
+        );
+    }
+    // Public endpoints say so; the others need credentials.
+    assert_eq!(paths["/api/v1/auth/login"]["post"]["security"], json!([{}]));
+    assert!(paths["/api/v1/users"]["get"]["security"].is_null());
+    // Input bounds are in the schemas.
+    let create = &doc["components"]["schemas"]["CreateKey"];
+    assert_eq!(create["properties"]["name"]["maxLength"], 64);
+    assert_eq!(create["additionalProperties"], false);
+}
