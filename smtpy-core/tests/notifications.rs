@@ -142,7 +142,17 @@ fn every_kind() -> Vec<Notification> {
         bounce(),
         quarantine(Some("https://alias.example/held/42")),
         dmarc(DmarcOutcome::Rejected),
+        reset(Some("https://alias.example/reset?token=q3Zr-9xT0&x=1")),
     ]
+}
+
+fn reset(link: Option<&str>) -> Notification {
+    Notification::password_reset(
+        addr("me@mail.example"),
+        "q3Zr-9xT0",
+        link,
+        Timestamp::from_unix_secs(1_700_003_600),
+    )
 }
 
 /// A directory under the system temp dir, removed on drop.
@@ -262,6 +272,41 @@ fn mailbox_verification_shows_link_code_and_expiry() {
     let m3 = parse(&m3_bytes);
     assert!(!text_of(&m3).contains("javascript"));
     assert!(!html_of(&m3).contains("javascript"));
+}
+
+#[test]
+fn password_reset_shows_link_code_and_expiry() {
+    let templates = Templates::builtin();
+    let bytes = render(
+        &templates,
+        &reset(Some("https://alias.example/reset?token=q3Zr-9xT0&x=1")),
+    );
+    let m = parse(&bytes);
+    assert_eq!(m.subject(), Some("Reset your Alias Example password"));
+    let text = text_of(&m);
+    assert!(text.contains("https://alias.example/reset?token=q3Zr-9xT0&x=1"));
+    assert!(text.contains("reset code: q3Zr-9xT0"));
+    assert!(text.contains("me@mail.example"));
+    assert!(text.contains("Tue, 14 Nov 2023 23:13:20 UTC"), "{text}");
+    let html = html_of(&m);
+    assert!(html.contains("href=\"https://alias.example/reset?token=q3Zr-9xT0&amp;x=1\""));
+
+    // Without a link: the code alone, and no empty link.
+    let m2_bytes = render(&templates, &reset(None));
+    let m2 = parse(&m2_bytes);
+    let text = text_of(&m2);
+    assert!(text.contains("enter this reset code: q3Zr-9xT0"));
+    assert!(!text.contains("open this link"));
+    assert!(!html_of(&m2).contains("<a href=\"\""));
+
+    // A link that is not http(s) is dropped.
+    let m3_bytes = render(&templates, &reset(Some("javascript:alert(1)")));
+    assert!(!String::from_utf8_lossy(&m3_bytes).contains("javascript"));
+    assert!(
+        NotificationKind::PasswordReset
+            .variables()
+            .contains(&"reset_link")
+    );
 }
 
 #[test]
@@ -749,7 +794,8 @@ fn kind_names() {
             "mailbox_verification",
             "bounce",
             "quarantine",
-            "dmarc_failure"
+            "dmarc_failure",
+            "password_reset"
         ]
     );
 }

@@ -1,5 +1,5 @@
-//! Notices to owners: mailbox verification, bounces, quarantined mail and
-//! DMARC failures.
+//! Notices to owners: mailbox verification, bounces, quarantined mail,
+//! DMARC failures and password resets.
 //!
 //! A [`Notification`] holds the facts (its kind, the owner's mailbox and a
 //! few named values); [`Templates`] turn it into a complete RFC 5322
@@ -79,6 +79,7 @@
 //! | `bounce` | `alias`, `mailbox`, `bounce_class`, `bounce_explanation`, `remote_reply`, `alias_disabled`, `mailbox_disabled` |
 //! | `quarantine` | `alias`, `sender`, `sender_name`, `sender_address`, `subject`, `reason`, `reason_code`, `rule_name`, `release_link` (may be empty) |
 //! | `dmarc_failure` | `alias`, `sender`, `sender_name`, `sender_address`, `subject`, `action`, `action_description` |
+//! | `password_reset` | `reset_code`, `reset_link` (may be empty), `expires` |
 //!
 //! Flags (`alias_disabled`, `mailbox_disabled`) are `yes` or empty.
 //!
@@ -92,11 +93,11 @@
 //! and closes on one line; there is no way to write a literal `{{`.
 //!
 //! [`Templates::from_dir`] loads an operator's directory of overrides: any
-//! of the twelve files present replaces the built-in one, the others are
+//! of the fifteen files present replaces the built-in one, the others are
 //! kept. Every file is checked at load time — an unknown variable, an
 //! unbalanced `{{`, a mismatched section, a multi-line subject, invalid
 //! UTF-8, a file over [`MAX_TEMPLATE_LEN`] octets or a file name that is not
-//! one of the twelve is an error naming the file, so a typo stops the
+//! one of the fifteen is an error naming the file, so a typo stops the
 //! service at startup rather than at the first notice. Hidden files (names
 //! starting with `.`) are ignored.
 
@@ -146,6 +147,8 @@ pub enum NotificationKind {
     Quarantine,
     /// A message to an alias failed DMARC and was refused or tagged.
     DmarcFailure,
+    /// Someone asked to reset the account's password.
+    PasswordReset,
 }
 
 /// Variables every kind provides, filled from the [`RenderEnv`] and the
@@ -193,6 +196,16 @@ const QUARANTINE_VARS: &[&str] = &[
     "release_link",
 ];
 
+const RESET_VARS: &[&str] = &[
+    "service_name",
+    "hostname",
+    "base_url",
+    "owner",
+    "reset_code",
+    "reset_link",
+    "expires",
+];
+
 const DMARC_VARS: &[&str] = &[
     "service_name",
     "hostname",
@@ -209,15 +222,17 @@ const DMARC_VARS: &[&str] = &[
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 4] = [
+    pub const ALL: [NotificationKind; 5] = [
         NotificationKind::MailboxVerification,
         NotificationKind::Bounce,
         NotificationKind::Quarantine,
         NotificationKind::DmarcFailure,
+        NotificationKind::PasswordReset,
     ];
 
     /// The kind's name, also the stem of its template files:
-    /// `mailbox_verification`, `bounce`, `quarantine`, `dmarc_failure`.
+    /// `mailbox_verification`, `bounce`, `quarantine`, `dmarc_failure`,
+    /// `password_reset`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -225,6 +240,7 @@ impl NotificationKind {
             NotificationKind::Bounce => "bounce",
             NotificationKind::Quarantine => "quarantine",
             NotificationKind::DmarcFailure => "dmarc_failure",
+            NotificationKind::PasswordReset => "password_reset",
         }
     }
 
@@ -243,6 +259,7 @@ impl NotificationKind {
             NotificationKind::Bounce => BOUNCE_VARS,
             NotificationKind::Quarantine => QUARANTINE_VARS,
             NotificationKind::DmarcFailure => DMARC_VARS,
+            NotificationKind::PasswordReset => RESET_VARS,
         }
     }
 
@@ -253,6 +270,7 @@ impl NotificationKind {
             NotificationKind::Bounce => 1,
             NotificationKind::Quarantine => 2,
             NotificationKind::DmarcFailure => 3,
+            NotificationKind::PasswordReset => 4,
         }
     }
 }
@@ -430,6 +448,39 @@ impl Notification {
             .set("expires", human_date(expires))
     }
 
+    /// Lets the owner of the account `to` choose a new password: with
+    /// `code` (a single-use token the owner can enter) and, when the service
+    /// has a web address, `link` (a URL that opens the reset form), valid
+    /// until `expires`.
+    ///
+    /// ```
+    /// use smtpy_core::address::EmailAddress;
+    /// use smtpy_core::notify::{Notification, NotificationKind};
+    /// use smtpy_core::time::Timestamp;
+    ///
+    /// let n = Notification::password_reset(
+    ///     EmailAddress::parse("me@mail.example")?,
+    ///     "q3Zr9xT0",
+    ///     Some("https://alias.example/reset?token=q3Zr9xT0"),
+    ///     Timestamp::from_unix_secs(1_700_003_600),
+    /// );
+    /// assert_eq!(n.kind, NotificationKind::PasswordReset);
+    /// assert_eq!(n.vars["reset_code"], "q3Zr9xT0");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn password_reset(
+        to: EmailAddress,
+        code: &str,
+        link: Option<&str>,
+        expires: Timestamp,
+    ) -> Self {
+        Self::new(NotificationKind::PasswordReset, to)
+            .set("reset_code", clean_value(code, MAX_VALUE_CHARS))
+            .set("reset_link", link.map(clean_link).unwrap_or_default())
+            .set("expires", human_date(expires))
+    }
+
     /// Tells the owner that a forward through `alias` to `mailbox` bounced.
     ///
     /// `class` is the bounce class (`hard`, `soft` or `spam`, as the bounce
@@ -591,7 +642,7 @@ pub enum NotifyError {
     #[error(
         "unexpected file {file} in the notification template directory \
          (expected <kind>.subject, <kind>.txt or <kind>.html with kind one of \
-         mailbox_verification, bounce, quarantine, dmarc_failure)"
+         mailbox_verification, bounce, quarantine, dmarc_failure, password_reset)"
     )]
     UnexpectedFile {
         /// The file's path.
@@ -685,7 +736,7 @@ struct KindTemplates {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Templates {
     /// Indexed by [`NotificationKind::index`].
-    kinds: [KindTemplates; 4],
+    kinds: [KindTemplates; 5],
 }
 
 /// The built-in template sources of `kind`: subject, text, HTML.
@@ -710,6 +761,11 @@ fn builtin_sources(kind: NotificationKind) -> [&'static str; 3] {
             include_str!("../../templates/dmarc_failure.subject"),
             include_str!("../../templates/dmarc_failure.txt"),
             include_str!("../../templates/dmarc_failure.html"),
+        ],
+        NotificationKind::PasswordReset => [
+            include_str!("../../templates/password_reset.subject"),
+            include_str!("../../templates/password_reset.txt"),
+            include_str!("../../templates/password_reset.html"),
         ],
     }
 }
@@ -760,7 +816,7 @@ impl Templates {
     ///
     /// [`NotifyError::Io`] when `dir` or a file cannot be read,
     /// [`NotifyError::UnexpectedFile`] for a file that is not one of the
-    /// twelve templates (hidden files are ignored), and
+    /// fifteen templates (hidden files are ignored), and
     /// [`NotifyError::Template`] for a template with an unknown variable,
     /// an unbalanced `{{`, a section error, a line break in a subject,
     /// invalid UTF-8 or more than [`MAX_TEMPLATE_LEN`] octets. Every error
