@@ -13,7 +13,7 @@ use smtpy_core::metrics::Metrics;
 use smtpy_core::notify::Notification;
 use smtpy_core::reverse::ReverseAliases;
 use smtpy_core::secret::Keyring;
-use smtpy_core::store::Store;
+use smtpy_core::store::{QueueStore, Store};
 use smtpy_core::time::{Clock, SystemClock};
 
 use crate::config::HttpConfig;
@@ -77,6 +77,7 @@ struct Inner {
     limits: Option<Arc<Limits>>,
     reverse: Option<Arc<ReverseAliases>>,
     token_key: Arc<[u8]>,
+    queue: Option<Arc<dyn QueueStore>>,
 }
 
 /// Everything the API needs, cheap to clone. Build with [`ApiState::new`]
@@ -138,6 +139,7 @@ impl ApiState {
                 limits: None,
                 reverse: None,
                 token_key,
+                queue: None,
             }),
         }
     }
@@ -160,6 +162,7 @@ impl ApiState {
                     limits: old.limits.clone(),
                     reverse: old.reverse.clone(),
                     token_key: old.token_key.clone(),
+                    queue: old.queue.clone(),
                 };
                 f(&mut inner);
                 self.inner = Arc::new(inner);
@@ -221,6 +224,19 @@ impl ApiState {
     #[must_use]
     pub fn with_reverse(self, reverse: Arc<ReverseAliases>) -> ApiState {
         self.edit(|i| i.reverse = Some(reverse))
+    }
+
+    /// Reads the mail queue through `queue` (`/readyz` backlog, `/metrics`
+    /// queue gauges). Without it those checks report no queue.
+    #[must_use]
+    pub fn with_queue(self, queue: Arc<dyn QueueStore>) -> ApiState {
+        self.edit(|i| i.queue = Some(queue))
+    }
+
+    /// The mail queue, if any.
+    #[must_use]
+    pub fn queue(&self) -> Option<&Arc<dyn QueueStore>> {
+        self.inner.queue.as_ref()
     }
 
     /// The store.
