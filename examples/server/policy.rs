@@ -179,8 +179,11 @@ pub fn load_dns_records(path: &Path) -> Result<StaticDns, Failure> {
 #[derive(Debug)]
 pub struct FileDns {
     path: std::path::PathBuf,
-    current: std::sync::RwLock<(Option<(std::time::SystemTime, u64)>, Arc<StaticDns>)>,
+    current: std::sync::RwLock<(Option<Stamp>, Arc<StaticDns>)>,
 }
+
+/// When a file was last modified, and its length.
+type Stamp = (std::time::SystemTime, u64);
 
 impl FileDns {
     /// Records from `path`, read now.
@@ -192,7 +195,7 @@ impl FileDns {
         })
     }
 
-    fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    fn stamp(path: &Path) -> Option<Stamp> {
         let meta = std::fs::metadata(path).ok()?;
         Some((meta.modified().ok()?, meta.len()))
     }
