@@ -23,7 +23,12 @@ if [ ! -x "$bin" ]; then
   echo "schemathesis.sh: $bin is not built (cargo test --workspace builds it)" >&2
   exit 1
 fi
-if ! command -v schemathesis >/dev/null; then
+# The console script, or the module when pip put scripts off PATH.
+if command -v schemathesis >/dev/null; then
+  st=(schemathesis)
+elif python3 -c "import schemathesis.cli" 2>/dev/null; then
+  st=(python3 -m schemathesis.cli)
+else
   echo "schemathesis.sh: schemathesis is not installed (.ci/run installs it)" >&2
   exit 1
 fi
@@ -98,7 +103,7 @@ checks="not_a_server_error,status_code_conformance,content_type_conformance,resp
 echo "schemathesis $(python3 -c 'import schemathesis; print(schemathesis.__version__)') against $base/api/v1/openapi.json (checks: $checks; max $max_examples examples per operation; seed $seed; limit ${time_limit}s)"
 status=0
 timeout --kill-after=10 "$time_limit" \
-  schemathesis run "$base/api/v1/openapi.json" \
+  "${st[@]}" run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks "$checks" \
     --max-examples "$max_examples" \
