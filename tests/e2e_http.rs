@@ -163,6 +163,20 @@ fn verification_code(data: &str) -> String {
         .to_owned()
 }
 
+/// A TXT value as published: zone-file quoted strings (`"v=DKIM1; " "p=…"`)
+/// are joined; an unquoted value is taken as it is.
+fn unquote_txt(value: &str) -> String {
+    if !value.trim_start().starts_with('"') {
+        return value.to_owned();
+    }
+    value
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect()
+}
+
 /// The records file publishing `records` (`{name, type, value}`): TXT and
 /// MX; others (CNAME) cannot be served by the file and are skipped.
 fn dns_file(records: &[Value]) -> String {
@@ -176,7 +190,7 @@ fn dns_file(records: &[Value]) -> String {
             .to_owned();
         let value = r["value"].as_str().expect("record value").to_owned();
         match r["type"].as_str().map(str::to_ascii_uppercase).as_deref() {
-            Some("TXT") => txt.push((name, value.trim_matches('"').to_owned())),
+            Some("TXT") => txt.push((name, unquote_txt(&value))),
             Some("MX") => {
                 let value = value.trim_end_matches('.').to_owned();
                 let value = if value.starts_with(|c: char| c.is_ascii_digit()) {
@@ -218,6 +232,29 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < until, "{what}: not after {WAIT:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn the_records_file_helpers_publish_what_the_api_lists() {
+    assert_eq!(unquote_txt("v=spf1 -all"), "v=spf1 -all");
+    assert_eq!(unquote_txt("\"v=DKIM1; \" \"p=abc\""), "v=DKIM1; p=abc");
+    let file = dns_file(&[
+        json!({"name": "d.test.", "type": "MX", "value": "mx.smtpy.test."}),
+        json!({"name": "d.test", "type": "TXT", "value": "v=spf1 include:mx.smtpy.test ~all"}),
+        json!({"name": "_dmarc.d.test", "type": "TXT", "value": "v=DMARC1; p=none"}),
+        json!({"name": "s._domainkey.d.test", "type": "CNAME", "value": "x.example."}),
+    ]);
+    let parsed: toml::Table = file.parse().expect("TOML");
+    assert_eq!(parsed["mx"]["d.test"][0].as_str(), Some("10 mx.smtpy.test"));
+    assert_eq!(
+        parsed["txt"]["_dmarc.d.test"][0].as_str(),
+        Some("v=DMARC1; p=none")
+    );
+    assert!(parsed["txt"].get("s._domainkey.d.test").is_none());
+    let code = verification_code(
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\nTo confirm, enter this confirmation code: AB=\r\nCD-12=3D\r\n",
+    );
+    assert_eq!(code, "ABCD-12=");
 }
 
 #[test]
