@@ -196,7 +196,8 @@ fn dns_file(records: &[Value]) -> String {
                 let value = if value.starts_with(|c: char| c.is_ascii_digit()) {
                     value
                 } else {
-                    format!("10 {value}")
+                    let priority = r["priority"].as_u64().unwrap_or(10);
+                    format!("{priority} {value}")
                 };
                 mx.push((name, value));
             }
@@ -239,13 +240,15 @@ fn the_records_file_helpers_publish_what_the_api_lists() {
     assert_eq!(unquote_txt("v=spf1 -all"), "v=spf1 -all");
     assert_eq!(unquote_txt("\"v=DKIM1; \" \"p=abc\""), "v=DKIM1; p=abc");
     let file = dns_file(&[
-        json!({"name": "d.test.", "type": "MX", "value": "mx.smtpy.test."}),
+        json!({"name": "d.test.", "type": "MX", "value": "mx.smtpy.test.", "priority": 20}),
+        json!({"name": "e.test", "type": "MX", "value": "5 mx.smtpy.test"}),
         json!({"name": "d.test", "type": "TXT", "value": "v=spf1 include:mx.smtpy.test ~all"}),
         json!({"name": "_dmarc.d.test", "type": "TXT", "value": "v=DMARC1; p=none"}),
         json!({"name": "s._domainkey.d.test", "type": "CNAME", "value": "x.example."}),
     ]);
     let parsed: toml::Table = file.parse().expect("TOML");
-    assert_eq!(parsed["mx"]["d.test"][0].as_str(), Some("10 mx.smtpy.test"));
+    assert_eq!(parsed["mx"]["d.test"][0].as_str(), Some("20 mx.smtpy.test"));
+    assert_eq!(parsed["mx"]["e.test"][0].as_str(), Some("5 mx.smtpy.test"));
     assert_eq!(
         parsed["txt"]["_dmarc.d.test"][0].as_str(),
         Some("v=DMARC1; p=none")
@@ -298,7 +301,12 @@ fn user_domain_mailbox_alias_through_the_api_then_mail_flows_and_is_counted() {
     // A domain: publish its records, verify it.
     let domain = owner.post("/api/v1/domains", &json!({"name": DOMAIN}));
     let domain = domain.ok().clone();
-    let domain_id = domain["id"].as_str().expect("domain id").to_owned();
+    // The domain itself, at the top or under `domain`.
+    let domain_id = domain["id"]
+        .as_str()
+        .or_else(|| domain["domain"]["id"].as_str())
+        .unwrap_or_else(|| panic!("no domain id in {domain}"))
+        .to_owned();
     let records = domain["records"].as_array().expect("records").clone();
     assert!(!records.is_empty(), "{domain}");
     w.set_dns(&dns_file(&records));
