@@ -203,11 +203,7 @@ fn bad_values_exit_2_naming_the_key() {
             &[],
             "http.public_url",
         ),
-        (
-            "[http]\ncors_origins = [\"*\"]\n",
-            &[],
-            "http.cors_origins",
-        ),
+        ("[http]\ncors_origins = [\"*\"]\n", &[], "http.cors_origins"),
         (
             "[http]\nready_queue_backlog = 0\n",
             &[],
@@ -224,6 +220,11 @@ fn bad_values_exit_2_naming_the_key() {
             "SMTPY_HTTP_BOOTSTRAP_TOKEN",
         ),
         ("[http]\nlisten_on = 1\n", &[], "unknown field `listen_on`"),
+        (
+            "[http]\napi_key_requests_per_minute = 0\n",
+            &[],
+            "http.api_key_requests_per_minute",
+        ),
         ("", &[("SMTPY_HTTP__TLS", "\"maybe\"")], "tls"),
     ];
     for (config, env, key) in cases {

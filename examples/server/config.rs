@@ -87,6 +87,7 @@ struct RawHttp {
     bootstrap_token_file: Option<String>,
     token_key_file: Option<String>,
     ready_queue_backlog: Option<u64>,
+    api_key_requests_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -307,6 +308,8 @@ pub struct HttpSettings {
     pub token_key_file: Option<PathBuf>,
     /// `ready_queue_backlog` (default 10000).
     pub ready_queue_backlog: u64,
+    /// `api_key_requests_per_minute` (default 600).
+    pub api_key_requests_per_minute: u32,
 }
 
 /// The shortest bootstrap token accepted.
@@ -392,6 +395,15 @@ fn http_settings(raw: RawHttp, env_token: Option<String>) -> Result<HttpSettings
             "must be at least 1; example: ready_queue_backlog = 10000",
         ));
     }
+    let api_key_requests_per_minute = u32::try_from(raw.api_key_requests_per_minute.unwrap_or(600))
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| {
+            err(
+                "http.api_key_requests_per_minute",
+                "must be between 1 and 1000000; example: api_key_requests_per_minute = 600",
+            )
+        })?;
     Ok(HttpSettings {
         enabled: raw.enabled.unwrap_or(true),
         listen,
@@ -402,6 +414,7 @@ fn http_settings(raw: RawHttp, env_token: Option<String>) -> Result<HttpSettings
         bootstrap_token_hash,
         token_key_file: raw.token_key_file.map(PathBuf::from),
         ready_queue_backlog,
+        api_key_requests_per_minute,
     })
 }
 

@@ -18,7 +18,7 @@ use smtpy::core::secret::Keyring;
 use smtpy::core::srs::SrsKey;
 use smtpy::core::store::QueueStore;
 use smtpy::core::time::Clock;
-use smtpy_http::{ApiState, HttpConfig, Outbox, Readiness};
+use smtpy_http::{ApiState, Budget, HttpConfig, Outbox, Readiness};
 use smtpy_smtp::policy::MailPolicy;
 use tokio::sync::{Notify, watch};
 
@@ -102,6 +102,7 @@ pub fn http_config(config: &Config, token_key: Vec<u8>) -> HttpConfig {
     c.cors_origins.clone_from(&h.cors_origins);
     c.mail_hostname.clone_from(&config.hostname);
     c.ready_queue_backlog = h.ready_queue_backlog;
+    c.limits.per_api_key = Budget::new(h.api_key_requests_per_minute, Duration::from_secs(60));
     c.bootstrap_token_hash = h.bootstrap_token_hash;
     c.token_key = Some(token_key);
     c.dkim_algorithms.clone_from(&config.dkim_algorithms);
