@@ -104,6 +104,9 @@ fi
 checks="not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 echo "schemathesis $(python3 -c 'import schemathesis; print(schemathesis.__version__)') against $base/api/v1/openapi.json (checks: $checks; max $max_examples examples per operation; seed $seed; limit ${time_limit}s)"
 status=0
+# From the temporary directory: schemathesis keeps its caches in the
+# working directory, and they must not land in the repository.
+cd "$work"
 timeout --kill-after=10 "$time_limit" \
   "${st[@]}" run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $key" \
