@@ -44,6 +44,84 @@ fn defaults_need_no_file() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("127.0.0.1:2525"), "{out}");
     assert!(out.contains("redb://smtpy-data/smtpy.redb"), "{out}");
+    assert!(out.contains("listen: 127.0.0.1:8080"), "the API: {out}");
+    assert!(out.contains("open_registration: false"), "{out}");
+    assert!(
+        out.contains("bootstrap_token_hash: None"),
+        "no default credentials: {out}"
+    );
+}
+
+#[test]
+fn http_settings_come_from_the_file_and_the_environment() {
+    let token = "a-bootstrap-token-of-enough-length-0123456789";
+    let o = check(
+        Some(
+            "[http]\nlisten = \"127.0.0.1:9090\"\npublic_url = \"https://mail.example.org/\"\ntls = true\nopen_registration = true\ncors_origins = [\"https://app.example.org\"]\n",
+        ),
+        &[
+            ("SMTPY_HTTP__ENABLED", "false"),
+            ("SMTPY_HTTP_BOOTSTRAP_TOKEN", token),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("enabled: false"), "{out}");
+    assert!(out.contains("listen: 127.0.0.1:9090"), "{out}");
+    assert!(
+        out.contains("\"https://mail.example.org\""),
+        "trailing slash dropped: {out}"
+    );
+    assert!(out.contains("tls: true"), "{out}");
+    assert!(out.contains("open_registration: true"), "{out}");
+    assert!(out.contains("https://app.example.org"), "{out}");
+    assert!(
+        out.contains("bootstrap_token_hash: Some(\n            SecretHash("),
+        "the hash is kept: {out}"
+    );
+    assert!(!out.contains(token), "the token itself is never printed");
+}
+
+#[test]
+fn admin_user_create_prints_a_one_time_key_and_refuses_a_second_account() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("smtpy.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = \"{}\"\n", dir.path().join("data").display()),
+    )
+    .expect("write");
+    let run = |args: &[&str]| {
+        let mut c = server();
+        c.arg("--config").arg(&config).arg("admin").args(args);
+        c.output().expect("run server")
+    };
+    let o = run(&["user", "create", "--email", "root@example.org", "--admin"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("smtpy_"))
+        .unwrap_or_else(|| panic!("no key printed: {out}"));
+    assert_eq!(key.len(), "smtpy_".len() + 43, "256-bit key: {key}");
+    assert!(out.contains("(admin)"), "{out}");
+
+    let o = run(&["user", "create", "--email", "root@example.org"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("exists already"), "{}", stderr(&o));
+
+    let short = dir.path().join("pw");
+    std::fs::write(&short, "short\n").expect("write");
+    let o = run(&[
+        "user",
+        "create",
+        "--email",
+        "other@example.org",
+        "--password-file",
+        short.to_str().expect("path"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--password-file"), "{}", stderr(&o));
 }
 
 #[test]
@@ -119,6 +197,35 @@ fn bad_values_exit_2_naming_the_key() {
             &[("SMTPY_SMTP__MAX_MESSAGE_SIZE", "12")],
             "smtp.max_message_size",
         ),
+        ("[http]\nlisten = \"localhost\"\n", &[], "http.listen"),
+        (
+            "[http]\npublic_url = \"mail.example.org/x\"\n",
+            &[],
+            "http.public_url",
+        ),
+        ("[http]\ncors_origins = [\"*\"]\n", &[], "http.cors_origins"),
+        (
+            "[http]\nready_queue_backlog = 0\n",
+            &[],
+            "http.ready_queue_backlog",
+        ),
+        (
+            "[http]\nbootstrap_token_file = \"/nonexistent/token\"\n",
+            &[],
+            "http.bootstrap_token_file",
+        ),
+        (
+            "",
+            &[("SMTPY_HTTP_BOOTSTRAP_TOKEN", "short")],
+            "SMTPY_HTTP_BOOTSTRAP_TOKEN",
+        ),
+        ("[http]\nlisten_on = 1\n", &[], "unknown field `listen_on`"),
+        (
+            "[http]\napi_key_requests_per_minute = 0\n",
+            &[],
+            "http.api_key_requests_per_minute",
+        ),
+        ("", &[("SMTPY_HTTP__TLS", "\"maybe\"")], "tls"),
     ];
     for (config, env, key) in cases {
         let o = check(Some(config), env);

@@ -22,6 +22,29 @@ pub enum AdminCommand {
         #[command(subcommand)]
         action: AliasAction,
     },
+    /// Accounts of the HTTP API.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create an account and print a one-time API key with every scope
+    /// (the `admin` scope only with --admin). Refuses an existing email.
+    Create {
+        /// The sign-in address.
+        #[arg(long)]
+        email: String,
+        /// Make the account an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// A file holding the account's password (first line); without it
+        /// the account signs in with its API key only until a password is set.
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -315,6 +338,16 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> 
                 Err(e) => return Err(store_err(e)),
             }
         }
+        AdminCommand::User {
+            action:
+                UserAction::Create {
+                    email,
+                    admin,
+                    password_file,
+                },
+        } => {
+            create_user(&*store, &email, admin, password_file.as_deref(), now).await?;
+        }
         AdminCommand::Alias {
             action: AliasAction::Import { file },
         } => {
@@ -338,6 +371,98 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> 
             println!("alias {address} disabled");
         }
     }
+    Ok(())
+}
+
+/// Shortest password accepted from `--password-file` (as the API's default).
+const MIN_PASSWORD_CHARS: usize = 10;
+
+/// `admin user create`: the account, a one-time API key, an audit event.
+async fn create_user(
+    store: &dyn Store,
+    email: &str,
+    admin: bool,
+    password_file: Option<&std::path::Path>,
+    now: smtpy::core::time::Timestamp,
+) -> Result<(), Failure> {
+    use smtpy::core::model::{Actor, ApiScope, AuditEvent};
+    use smtpy::core::password::{PasswordHash, PasswordParams};
+    let email = EmailAddress::parse(email).map_err(|e| usage("--email", e))?;
+    if store
+        .find_user_by_email(&email)
+        .await
+        .map_err(store_err)?
+        .is_some()
+    {
+        return Err(Failure::Usage(format!(
+            "--email: an account {email} exists already"
+        )));
+    }
+    let role = if admin { Role::Admin } else { Role::User };
+    let mut user = User::new(email.clone(), role, now);
+    if let Some(file) = password_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| usage("--password-file", format!("{}: {e}", file.display())))?;
+        let password = text.lines().next().unwrap_or_default();
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(Failure::Usage(format!(
+                "--password-file: the password must be at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        user.password = Some(
+            PasswordHash::hash(password, &PasswordParams::default())
+                .map_err(|e| usage("--password-file", e))?,
+        );
+    }
+    match store.create_user(&user).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists { .. }) => {
+            return Err(Failure::Usage(format!(
+                "--email: an account {email} exists already"
+            )));
+        }
+        Err(e) => return Err(store_err(e)),
+    }
+    let mut scopes = vec![
+        ApiScope::AliasesRead,
+        ApiScope::AliasesWrite,
+        ApiScope::DomainsRead,
+        ApiScope::DomainsWrite,
+        ApiScope::AccountRead,
+        ApiScope::AccountWrite,
+    ];
+    if admin {
+        scopes.push(ApiScope::Admin);
+    }
+    let key = smtpy_http::auth::mint_api_key(user.id, "admin user create", scopes, None, now)
+        .map_err(|p| Failure::Runtime(p.detail))?;
+    store.create_api_key(&key.key).await.map_err(store_err)?;
+    let mut details = std::collections::BTreeMap::new();
+    details.insert("via".to_owned(), "command line".to_owned());
+    details.insert(
+        "role".to_owned(),
+        if admin { "admin" } else { "user" }.to_owned(),
+    );
+    let event = AuditEvent {
+        id: smtpy::core::ids::AuditEventId::new(),
+        actor: Actor::System,
+        owner: Some(user.id),
+        action: "user.create".to_owned(),
+        target: Some(user.id.to_string()),
+        ip: None,
+        at: now,
+        details,
+    };
+    if let Err(e) = store.append_audit(&event).await {
+        eprintln!("warning: the audit event was not written: {e}");
+    }
+    println!(
+        "user {email} created ({}), id {}",
+        if admin { "admin" } else { "user" },
+        user.id
+    );
+    println!("API key (shown once, it is not stored; use it as Authorization: Bearer <key>):");
+    println!("{}", key.token);
     Ok(())
 }
 

@@ -15,8 +15,12 @@ use smtpy::core::address::EmailAddress;
 /// `SMTPY_*` variables (say `SMTPY_TEST_POSTGRES_URL`) are not configuration.
 const KNOWN: &[&str] = &[
     "hostname", "data_dir", "smtp", "store", "delivery", "srs", "tls", "auth", "dkim", "limits",
-    "bounces", "notify", "aliases",
+    "bounces", "notify", "aliases", "http",
 ];
+
+/// The environment variable holding the bootstrap token (instead of
+/// `[http] bootstrap_token_file`). Only its hash is kept.
+pub const BOOTSTRAP_TOKEN_ENV: &str = "SMTPY_HTTP_BOOTSTRAP_TOKEN";
 
 /// A configuration problem: exits with status 2.
 #[derive(Debug)]
@@ -67,6 +71,23 @@ struct Raw {
     notify: RawNotify,
     #[serde(default)]
     aliases: RawAliases,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    tls: Option<bool>,
+    open_registration: Option<bool>,
+    cors_origins: Option<Vec<String>>,
+    bootstrap_token_file: Option<String>,
+    token_key_file: Option<String>,
+    ready_queue_backlog: Option<u64>,
+    api_key_requests_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,6 +281,141 @@ pub struct Config {
     pub notify_base_url: Option<String>,
     /// `[aliases] sender_format`.
     pub sender_format: String,
+    /// `[http]`.
+    pub http: HttpSettings,
+}
+
+/// `[http]`: the API.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `enabled` (default true).
+    pub enabled: bool,
+    /// `listen` (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `public_url`: how people reach the API (no trailing slash).
+    pub public_url: Option<String>,
+    /// `tls`: requests arrive over TLS (a proxy terminates it).
+    pub tls: bool,
+    /// `open_registration` (default false).
+    pub open_registration: bool,
+    /// `cors_origins` (default none).
+    pub cors_origins: Vec<String>,
+    /// The hash of the bootstrap token (`bootstrap_token_file` or
+    /// `SMTPY_HTTP_BOOTSTRAP_TOKEN`); the token itself is not kept.
+    pub bootstrap_token_hash: Option<smtpy::core::model::SecretHash>,
+    /// `token_key_file`: key of stateless tokens; default
+    /// `data_dir/token.key`, generated when absent.
+    pub token_key_file: Option<PathBuf>,
+    /// `ready_queue_backlog` (default 10000).
+    pub ready_queue_backlog: u64,
+    /// `api_key_requests_per_minute` (default 600).
+    pub api_key_requests_per_minute: u32,
+}
+
+/// The shortest bootstrap token accepted.
+const MIN_BOOTSTRAP_TOKEN: usize = 24;
+
+fn http_settings(raw: RawHttp, env_token: Option<String>) -> Result<HttpSettings, ConfigError> {
+    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+        err(
+            "http.listen",
+            format!("{listen_text:?} is not an IP:port; example: listen = \"127.0.0.1:8080\""),
+        )
+    })?;
+    let public_url = match raw.public_url {
+        None => None,
+        Some(u) => {
+            let trimmed = u.trim_end_matches('/').to_owned();
+            let scheme_ok = trimmed.starts_with("https://") || trimmed.starts_with("http://");
+            let host = trimmed.split_once("://").map_or("", |(_, h)| h);
+            if !scheme_ok || host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+                return Err(err(
+                    "http.public_url",
+                    format!(
+                        "{u:?} is not an origin (scheme and host, no path); example: public_url = \"https://mail.example.org\""
+                    ),
+                ));
+            }
+            Some(trimmed)
+        }
+    };
+    let cors_origins = raw.cors_origins.unwrap_or_default();
+    for o in &cors_origins {
+        if !(o.starts_with("https://") || o.starts_with("http://"))
+            || o.ends_with('/')
+            || o.contains(['*', ' '])
+        {
+            return Err(err(
+                "http.cors_origins",
+                format!(
+                    "{o:?} is not an origin; example: cors_origins = [\"https://app.example.org\"]"
+                ),
+            ));
+        }
+    }
+    let token = match (&raw.bootstrap_token_file, env_token) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "http.bootstrap_token_file",
+                format!("set either bootstrap_token_file or {BOOTSTRAP_TOKEN_ENV}, not both"),
+            ));
+        }
+        (Some(file), None) => Some((
+            "http.bootstrap_token_file",
+            std::fs::read_to_string(file)
+                .map_err(|e| {
+                    err(
+                        "http.bootstrap_token_file",
+                        format!("cannot read {file}: {e}"),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        )),
+        (None, Some(t)) => Some((BOOTSTRAP_TOKEN_ENV, t.trim().to_owned())),
+        (None, None) => None,
+    };
+    let bootstrap_token_hash = match token {
+        None => None,
+        Some((key, t)) if t.chars().count() < MIN_BOOTSTRAP_TOKEN => {
+            return Err(err(
+                key,
+                format!(
+                    "the bootstrap token must be at least {MIN_BOOTSTRAP_TOKEN} characters; make one with: openssl rand -hex 32"
+                ),
+            ));
+        }
+        Some((_, t)) => Some(smtpy::core::model::SecretHash::of(t.as_bytes())),
+    };
+    let ready_queue_backlog = raw.ready_queue_backlog.unwrap_or(10_000);
+    if ready_queue_backlog == 0 {
+        return Err(err(
+            "http.ready_queue_backlog",
+            "must be at least 1; example: ready_queue_backlog = 10000",
+        ));
+    }
+    let api_key_requests_per_minute = u32::try_from(raw.api_key_requests_per_minute.unwrap_or(600))
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| {
+            err(
+                "http.api_key_requests_per_minute",
+                "must be between 1 and 1000000; example: api_key_requests_per_minute = 600",
+            )
+        })?;
+    Ok(HttpSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        listen,
+        public_url,
+        tls: raw.tls.unwrap_or(false),
+        open_registration: raw.open_registration.unwrap_or(false),
+        cors_origins,
+        bootstrap_token_hash,
+        token_key_file: raw.token_key_file.map(PathBuf::from),
+        ready_queue_backlog,
+        api_key_requests_per_minute,
+    })
 }
 
 /// `[limits]` numbers (per hour / per day as named).
@@ -358,15 +514,20 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        apply_env(&mut table, vars)?;
+        let vars: Vec<(String, String)> = vars.collect();
+        let env_token = vars
+            .iter()
+            .find(|(k, v)| k == BOOTSTRAP_TOKEN_ENV && !v.trim().is_empty())
+            .map(|(_, v)| v.clone());
+        apply_env(&mut table, vars.into_iter())?;
         let raw: Raw = Raw::deserialize(toml::Value::Table(table)).map_err(|e| {
             let msg = e.to_string();
             err("config", msg.trim().replace('\n', " "))
         })?;
-        Self::validate(raw)
+        Self::validate(raw, env_token)
     }
 
-    fn validate(raw: Raw) -> Result<Config, ConfigError> {
+    fn validate(raw: Raw, env_token: Option<String>) -> Result<Config, ConfigError> {
         let hostname = raw.hostname.unwrap_or_else(|| "localhost".into());
         smtpy::core::address::DomainName::parse(&hostname).map_err(|e| {
             err(
@@ -697,6 +858,7 @@ impl Config {
                 "at most 200 characters on one line; example: sender_format = \"{name} via smtpy\"",
             ));
         }
+        let http = http_settings(raw.http, env_token)?;
         Ok(Config {
             hostname,
             data_dir,
@@ -739,6 +901,7 @@ impl Config {
             notify_templates_dir: raw.notify.templates_dir.map(PathBuf::from),
             notify_base_url: raw.notify.base_url,
             sender_format,
+            http,
         })
     }
 }

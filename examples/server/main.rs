@@ -1,4 +1,5 @@
-//! The smtpy reference server: SMTP in, durable queue, delivery out.
+//! The smtpy reference server: SMTP in, durable queue, delivery out, and
+//! the HTTP API (`[http] listen`, default 127.0.0.1:8080).
 //!
 //! ```sh
 //! cargo run --example server                          # redb under ./smtpy-data, SMTP on 127.0.0.1:2525
@@ -6,6 +7,7 @@
 //! cargo run --example server -- --config smtpy.toml admin domain add alias.example
 //! cargo run --example server -- --config smtpy.toml admin alias add shop@alias.example --mailbox me@mail.example
 //! cargo run --example server -- --config smtpy.toml admin alias disable shop@alias.example
+//! cargo run --example server -- --config smtpy.toml admin user create --email me@example.org --admin
 //! ```
 //!
 //! Configuration: see `docs/operator-guide.md`. Exit codes: 0 success,
@@ -13,6 +15,7 @@
 
 mod admin;
 mod config;
+mod http;
 mod policy;
 mod run;
 
@@ -34,7 +37,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run SMTP and the delivery workers (the default).
+    /// Run SMTP, the delivery workers and the HTTP API (the default).
     Serve,
     /// Seed and change the store.
     Admin {

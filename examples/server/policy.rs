@@ -114,7 +114,8 @@ fn service_keys(config: &Config) -> Result<Vec<(SigningKey, Vec<u8>)>, Failure> 
     Ok(keys)
 }
 
-/// Static DNS records for authentication from a TOML file:
+/// Static DNS records from a TOML file (authentication lookups, and the
+/// API's domain checks):
 ///
 /// ```toml
 /// [txt]
@@ -122,8 +123,10 @@ fn service_keys(config: &Config) -> Result<Vec<(SigningKey, Vec<u8>)>, Failure> 
 /// "_dmarc.example.com" = ["v=DMARC1; p=reject"]
 /// [ip]
 /// "mail.example.com" = ["192.0.2.1"]
+/// [mx]
+/// "example.com" = ["10 mx.example.net"]
 /// ```
-fn load_dns_records(path: &Path) -> Result<StaticDns, Failure> {
+pub fn load_dns_records(path: &Path) -> Result<StaticDns, Failure> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct File {
@@ -131,6 +134,8 @@ fn load_dns_records(path: &Path) -> Result<StaticDns, Failure> {
         txt: std::collections::BTreeMap<String, Vec<String>>,
         #[serde(default)]
         ip: std::collections::BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        mx: std::collections::BTreeMap<String, Vec<String>>,
     }
     let bad = |e: String| Failure::Usage(format!("auth.dns_records_file: {}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
@@ -149,7 +154,125 @@ fn load_dns_records(path: &Path) -> Result<StaticDns, Failure> {
             dns.add_ip(&name, ip);
         }
     }
+    for (name, values) in file.mx {
+        for v in values {
+            let (pref, host) = v
+                .split_once(' ')
+                .and_then(|(p, h)| Some((p.parse::<u16>().ok()?, h.trim())))
+                .filter(|(_, h)| !h.is_empty())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{v:?} is not an MX record; write \"<preference> <host>\", e.g. \"10 mx.example.net\""
+                    ))
+                })?;
+            dns.add_mx(&name, pref, host);
+        }
+    }
     Ok(dns)
+}
+
+/// A [`Dns`](smtpy::core::dns::Dns) answering from a records file (see
+/// [`load_dns_records`]) and reading it again whenever it changes, so
+/// records published after startup are seen (offline operation, tests).
+/// A file that does not parse keeps the previous records (logged) until it
+/// does.
+#[derive(Debug)]
+pub struct FileDns {
+    path: std::path::PathBuf,
+    current: std::sync::RwLock<(Option<Stamp>, Arc<StaticDns>)>,
+}
+
+/// When a file was last modified, and its length.
+type Stamp = (std::time::SystemTime, u64);
+
+impl FileDns {
+    /// Records from `path`, read now.
+    pub fn open(path: &Path) -> Result<FileDns, Failure> {
+        let dns = load_dns_records(path)?;
+        Ok(FileDns {
+            path: path.to_owned(),
+            current: std::sync::RwLock::new((Self::stamp(path), Arc::new(dns))),
+        })
+    }
+
+    fn stamp(path: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+
+    /// The records, reloaded first when the file changed.
+    fn records(&self) -> Arc<StaticDns> {
+        let stamp = Self::stamp(&self.path);
+        {
+            let current = self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if current.0 == stamp {
+                return Arc::clone(&current.1);
+            }
+        }
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match load_dns_records(&self.path) {
+            Ok(dns) => {
+                *current = (stamp, Arc::new(dns));
+                tracing::info!(path = %self.path.display(), "DNS records file reloaded");
+            }
+            Err(Failure::Usage(e) | Failure::Runtime(e)) => {
+                tracing::warn!(error = %e, "DNS records file not reloaded; keeping the previous records");
+            }
+        }
+        Arc::clone(&current.1)
+    }
+}
+
+#[async_trait::async_trait]
+impl smtpy::core::dns::Dns for FileDns {
+    async fn mx(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<smtpy::core::dns::MxRecord>, smtpy::core::dns::DnsError> {
+        smtpy::core::dns::Dns::mx(&*self.records(), domain).await
+    }
+    async fn ip(&self, host: &str) -> Result<Vec<std::net::IpAddr>, smtpy::core::dns::DnsError> {
+        smtpy::core::dns::Dns::ip(&*self.records(), host).await
+    }
+    async fn txt(&self, name: &str) -> Result<Vec<String>, smtpy::core::dns::DnsError> {
+        smtpy::core::dns::Dns::txt(&*self.records(), name).await
+    }
+}
+
+/// The limiter and limits of the mail path (`None` when `[limits]` is
+/// off). The API applies the same ones (alias creation), with the same
+/// limiter.
+pub fn limits(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Option<(Arc<dyn RateLimiter>, LimitPolicy)> {
+    if !config.limits_enabled {
+        return None;
+    }
+    let l = &config.limits;
+    let limiter: Arc<dyn RateLimiter> = if config.limits_shared {
+        Arc::new(StoreLimiter::new(
+            Arc::clone(store) as Arc<dyn smtpy::core::store::RateLimitStore>,
+            Arc::new(SystemClock),
+        ))
+    } else {
+        Arc::new(LocalLimiter::new(Arc::new(SystemClock)))
+    };
+    let limit_policy = LimitPolicy {
+        ip_messages: Quota::per_hour(l.ip_messages_per_hour).ok(),
+        alias_messages_per_hour: l.alias_messages_per_hour,
+        user_forwards_per_day: l.user_forwards_per_day,
+        user_replies_per_day: l.user_replies_per_day,
+        user_aliases_per_hour: l.user_aliases_per_hour,
+        sender_domain_messages: Quota::per_hour(l.sender_domain_messages_per_hour).ok(),
+    };
+    Some((limiter, limit_policy))
 }
 
 /// Loads the active DKIM keys of every hosted domain into `signer`.
@@ -222,6 +345,7 @@ pub async fn build(
     store: &Arc<dyn Store>,
     srs_key: &SrsKey,
     keyring: &Keyring,
+    limits: Option<(Arc<dyn RateLimiter>, LimitPolicy)>,
 ) -> Result<MailPolicy, Failure> {
     let mut policy = MailPolicy::default();
     let hostname = DomainName::parse(&config.hostname)
@@ -255,24 +379,7 @@ pub async fn build(
         BounceAddresses::new(hostname.clone(), srs_key.clone())
             .map_err(|e| Failure::Usage(format!("hostname: cannot make bounce addresses: {e}")))?,
     );
-    if config.limits_enabled {
-        let l = &config.limits;
-        let limiter: Arc<dyn RateLimiter> = if config.limits_shared {
-            Arc::new(StoreLimiter::new(
-                Arc::clone(store) as Arc<dyn smtpy::core::store::RateLimitStore>,
-                Arc::new(SystemClock),
-            ))
-        } else {
-            Arc::new(LocalLimiter::new(Arc::new(SystemClock)))
-        };
-        let limit_policy = LimitPolicy {
-            ip_messages: Quota::per_hour(l.ip_messages_per_hour).ok(),
-            alias_messages_per_hour: l.alias_messages_per_hour,
-            user_forwards_per_day: l.user_forwards_per_day,
-            user_replies_per_day: l.user_replies_per_day,
-            user_aliases_per_hour: l.user_aliases_per_hour,
-            sender_domain_messages: Quota::per_hour(l.sender_domain_messages_per_hour).ok(),
-        };
+    if let Some((limiter, limit_policy)) = limits {
         policy.limits = Some(Limits::new(limiter, limit_policy));
     }
     policy.thresholds = BounceThresholds {

@@ -246,8 +246,13 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("srs.domain: {e}")))?;
     let srs_key = srs_key(&config)?;
     let srs = Arc::new(Srs::new(srs_domain, srs_key.clone()));
-    let keyring = crate::policy::keyring(&config)?;
-    let policy = Arc::new(crate::policy::build(&config, &store, &srs_key, &keyring).await?);
+    let keyring = Arc::new(crate::policy::keyring(&config)?);
+    let limits = crate::policy::limits(&config, &store);
+    let policy =
+        Arc::new(crate::policy::build(&config, &store, &srs_key, &keyring, limits.clone()).await?);
+    // One set of metrics for SMTP, delivery and the API's /metrics.
+    let metrics = Arc::new(smtpy::core::metrics::Metrics::new());
+    let readiness = smtpy_http::Readiness::new().expecting_smtp();
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => {
             tls::from_pem_files(cert, key).map_err(|e| Failure::Usage(format!("tls: {e}")))?
@@ -273,7 +278,8 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         Arc::clone(&clock),
         delivery,
     )
-    .with_policy(Arc::clone(&store), Arc::clone(&policy));
+    .with_policy(Arc::clone(&store), Arc::clone(&policy))
+    .with_metrics(Arc::clone(&metrics));
 
     let mut acceptor = Acceptor::new(
         Arc::clone(&store),
@@ -298,7 +304,7 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     let session = SessionConfig::new(config.hostname.clone())
         .with_max_message_size(config.max_message_size)
         .with_max_recipients(config.max_recipients);
-    let limits = ConnectionLimits {
+    let connection_limits = ConnectionLimits {
         max_connections: config.max_connections,
         max_per_ip: config.max_connections_per_ip,
         rate_per_ip: match config.connections_per_minute_per_ip {
@@ -315,7 +321,8 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     };
     let server = SmtpServer::new(session, acceptor, Arc::clone(&clock))
         .with_tls(tls)
-        .with_limits(limits);
+        .with_limits(connection_limits)
+        .with_metrics(Arc::clone(&metrics));
 
     let mut listeners = Vec::new();
     for addr in &config.listen {
@@ -325,6 +332,24 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         tracing::info!(%addr, "SMTP listening");
         listeners.push(l);
     }
+    let api = if config.http.enabled {
+        let state = crate::http::state(crate::http::Shared {
+            config: &config,
+            store: &store,
+            queue: &queue,
+            clock: &clock,
+            metrics: &metrics,
+            keyring: &keyring,
+            srs_key: &srs_key,
+            limits,
+            policy: &policy,
+            wake: worker.waker(),
+            readiness: readiness.clone(),
+        })?;
+        Some(crate::http::start(&config, state).await?)
+    } else {
+        None
+    };
     let (stop_smtp, smtp_rx) = watch::channel(false);
     let (stop_worker, worker_rx) = watch::channel(false);
     let worker = worker.spawn(worker_rx);
@@ -333,9 +358,14 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         let (server, rx) = (server.clone(), smtp_rx.clone());
         servers.spawn(async move { server.serve(l, rx).await });
     }
+    readiness.set_smtp_listening(true);
     // DKIM rotation and key reloads (keys added by other processes on a SQL store).
     let rotation = {
-        let (store, policy, keyring) = (Arc::clone(&store), Arc::clone(&policy), keyring);
+        let (store, policy, keyring) = (
+            Arc::clone(&store),
+            Arc::clone(&policy),
+            Arc::clone(&keyring),
+        );
         let rotation = smtpy::core::dkim::RotationPolicy {
             publish_delay: config.dkim_publish_delay,
             grace: config.dkim_grace,
@@ -352,6 +382,10 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     tracing::info!(hostname = %config.hostname, store = %redact(&config.store_url), "smtpy running");
     termination().await;
     tracing::info!("shutting down: refusing new connections, finishing transactions");
+    readiness.set_smtp_listening(false);
+    if let Some(api) = api {
+        api.stop().await;
+    }
     let _ = stop_smtp.send(true);
     while servers.join_next().await.is_some() {}
     let _ = stop_worker.send(true);

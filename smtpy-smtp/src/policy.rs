@@ -183,6 +183,39 @@ impl MailPolicy {
         })
     }
 
+    /// Renders `notification` for `owner` (signed as the service, from
+    /// [`notify_from`](Self::notify_from)) and queues it for delivery,
+    /// expiring after `lifetime`. This is how an embedding service sends
+    /// mail to people outside the mail path (mailbox verification, password
+    /// reset). Wake the delivery workers afterwards to send it at once.
+    ///
+    /// # Errors
+    ///
+    /// A human-readable reason: notifications are off (no templates or no
+    /// sender), the notification cannot be rendered, or the queue refused it.
+    pub async fn queue_notification(
+        &self,
+        queue: &dyn QueueStore,
+        notification: &Notification,
+        hostname: &str,
+        owner: UserId,
+        now: Timestamp,
+        lifetime: Duration,
+    ) -> Result<MessageId, String> {
+        if self.templates.is_none() || self.notify_from.is_none() {
+            return Err("notifications are switched off".to_owned());
+        }
+        let correlation = format!("notify-{}", MessageId::new());
+        let message = self
+            .notification(notification, hostname, owner, now, lifetime, &correlation)
+            .ok_or_else(|| "the notification could not be rendered".to_owned())?;
+        queue.enqueue(&message).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot queue a notification");
+            "the notification could not be queued".to_owned()
+        })?;
+        Ok(message.id)
+    }
+
     /// Records a bounce against its alias and mailbox, applies the
     /// auto-disable thresholds and returns the notice for the owner (to
     /// queue), if any.

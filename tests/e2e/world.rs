@@ -125,6 +125,8 @@ pub struct World {
     pub dir: tempfile::TempDir,
     pub smtp_port: u16,
     pub sink_port: u16,
+    /// Where the API listens (`[http] listen`).
+    pub http_port: u16,
     pub server: Option<Proc>,
     pub sink: Option<Proc>,
 }
@@ -134,6 +136,7 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         let smtp_port = free_port();
         let sink_port = free_port();
+        let http_port = free_port();
         std::fs::create_dir_all(dir.path().join("sink")).expect("sink dir");
         let config = format!(
             r#"hostname = "{HOSTNAME}"
@@ -148,6 +151,8 @@ retry = ["1s"]
 lease = "2s"
 [auth]
 dns_records_file = "{dns}"
+[http]
+listen = "127.0.0.1:{http_port}"
 "#,
             data = dir.path().join("data").display(),
             dns = dir.path().join("dns.toml").display()
@@ -159,6 +164,7 @@ dns_records_file = "{dns}"
             dir,
             smtp_port,
             sink_port,
+            http_port,
             server: None,
             sink: None,
         }
@@ -172,8 +178,9 @@ dns_records_file = "{dns}"
         std::fs::write(path, text).expect("config");
     }
 
-    /// Replaces the DNS records authentication sees (TOML: `[txt]` and `[ip]`
-    /// tables of name → list of values). Takes effect at the next server start.
+    /// Replaces the DNS records (TOML: `[txt]`, `[ip]` and `[mx]` tables of
+    /// name → list of values). Authentication sees them at the next server
+    /// start; the API (domain checks) re-reads the file when it changes.
     pub fn set_dns(&self, toml: &str) {
         std::fs::write(self.dir.path().join("dns.toml"), toml).expect("dns");
     }
@@ -262,6 +269,51 @@ dns_records_file = "{dns}"
             Some(&self.dir.path().join("server.log")),
         );
         self.server = Some(Proc(child));
+        self.wait_for_http();
+    }
+
+    /// Waits until the API answers `GET /healthz` with 200.
+    pub fn wait_for_http(&self) {
+        let until = Instant::now() + WAIT;
+        while Instant::now() < until {
+            if let Ok(r) = self.http().try_request("GET", "/healthz", None)
+                && r.status == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the API on 127.0.0.1:{} did not answer /healthz after {WAIT:?}; server log:\n{}",
+            self.http_port,
+            self.log()
+        );
+    }
+
+    /// An API client without credentials.
+    pub fn http(&self) -> Http {
+        Http::new(self.http_port)
+    }
+
+    /// An API client with the bearer key `key`.
+    pub fn http_with_key(&self, key: &str) -> Http {
+        let mut h = Http::new(self.http_port);
+        h.bearer = Some(key.to_owned());
+        h
+    }
+
+    /// `admin user create --email <email> [--admin]`: returns the one-time
+    /// API key it prints. (Before `start_server` on a redb store.)
+    pub fn create_user_key(&self, email: &str, admin: bool) -> String {
+        let mut args = vec!["user", "create", "--email", email];
+        if admin {
+            args.push("--admin");
+        }
+        let out = self.admin_output(&args);
+        out.lines()
+            .find(|l| l.starts_with("smtpy_"))
+            .unwrap_or_else(|| panic!("no API key in {out:?}"))
+            .to_owned()
     }
 
     pub fn start_sink(&mut self) {
@@ -391,4 +443,180 @@ pub fn uuid_like() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// One HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpResp {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: Value,
+    pub text: String,
+}
+
+impl HttpResp {
+    /// The first value of header `name` ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Asserts `status` (with the whole response in the message) and
+    /// returns the body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "{self:#?}");
+        &self.body
+    }
+
+    /// Asserts a 2xx status and returns the body.
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert!((200..300).contains(&self.status), "{self:#?}");
+        &self.body
+    }
+}
+
+/// A tiny HTTP/1.1 client for the API (one connection per request, no
+/// TLS): a bearer key, or a session cookie and its CSRF token.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub port: u16,
+    pub bearer: Option<String>,
+    /// `name=value` of the session cookie.
+    pub cookie: Option<String>,
+    /// Sent as `X-CSRF-Token` on unsafe methods.
+    pub csrf: Option<String>,
+}
+
+impl Http {
+    pub fn new(port: u16) -> Http {
+        Http {
+            port,
+            bearer: None,
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    /// Sends a request (`body` as JSON); panics on I/O errors.
+    #[track_caller]
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> HttpResp {
+        self.try_request(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub fn get(&self, path: &str) -> HttpResp {
+        self.request("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> HttpResp {
+        self.request("POST", path, Some(body))
+    }
+
+    /// `POST /api/v1/auth/login`: keeps the session cookie and CSRF token.
+    pub fn login(&mut self, email: &str, password: &str) -> HttpResp {
+        let r = self.post(
+            "/api/v1/auth/login",
+            &serde_json::json!({"email": email, "password": password}),
+        );
+        if (200..300).contains(&r.status) {
+            let set = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "set-cookie")
+                .map(|(_, v)| v.as_str())
+                .find(|v| v.contains("smtpy_session="))
+                .unwrap_or_else(|| panic!("no session cookie: {r:#?}"));
+            self.cookie = set.split(';').next().map(str::to_owned);
+            self.csrf = r.body["csrf_token"].as_str().map(str::to_owned);
+        }
+        r
+    }
+
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> std::io::Result<HttpResp> {
+        use std::io::{Read, Write};
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nAccept: */*\r\n",
+            self.port
+        );
+        if let Some(key) = &self.bearer {
+            head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+        if let Some(cookie) = &self.cookie {
+            head.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        if !matches!(method, "GET" | "HEAD" | "OPTIONS")
+            && let Some(csrf) = &self.csrf
+        {
+            head.push_str(&format!("X-CSRF-Token: {csrf}\r\n"));
+        }
+        if body.is_some() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(WAIT))?;
+        stream.set_write_timeout(Some(WAIT))?;
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(payload.as_bytes())?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        parse_response(&raw).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not an HTTP response: {}", String::from_utf8_lossy(&raw)),
+            )
+        })
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Option<HttpResp> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    Some(HttpResp {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
 }

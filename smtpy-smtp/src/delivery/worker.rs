@@ -6,6 +6,7 @@ use smtpy_core::address::DomainName;
 use smtpy_core::bounce::BounceClass;
 use smtpy_core::dsn::{self, DsnAction, DsnRecipient, DsnRequest};
 use smtpy_core::ids::MessageId;
+use smtpy_core::metrics::{DELIVERIES, DELIVERY_LATENCY, Metrics};
 use smtpy_core::model::{DeliveryEvent, EventFilter, EventKind, RemoteReply};
 use smtpy_core::model::{Leased, MessageKind, QueuedMessage, QueuedRecipient, RecipientState};
 use smtpy_core::store::{Access, PageRequest};
@@ -34,6 +35,8 @@ struct Inner {
     wake: Arc<Notify>,
     /// The store and policy for events, bounces, signing and notices.
     policy: Option<(Arc<dyn Store>, Arc<MailPolicy>)>,
+    /// Deliveries by outcome and delivery latency.
+    metrics: Arc<Metrics>,
 }
 
 /// A running worker: wait for it to finish after signalling shutdown.
@@ -68,8 +71,34 @@ impl DeliveryWorker {
                 config,
                 wake: Arc::new(Notify::new()),
                 policy: None,
+                metrics: Arc::new(Metrics::new()),
             }),
         }
+    }
+
+    fn edit(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            store: Arc::clone(&shared.store),
+            transport: Arc::clone(&shared.transport),
+            clock: Arc::clone(&shared.clock),
+            config: shared.config.clone(),
+            wake: Arc::clone(&shared.wake),
+            policy: shared.policy.clone(),
+            metrics: Arc::clone(&shared.metrics),
+        });
+        f(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Records deliveries by outcome (`delivered`, `deferred`, `bounced`)
+    /// and the delivery latency (acceptance to delivery) in `metrics`.
+    /// Default: a private set nobody reads. Call before
+    /// [`waker`](Self::waker) and [`spawn`](Self::spawn).
+    #[must_use]
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        self.edit(|i| i.metrics = metrics)
     }
 
     /// Records delivery events in `store`, treats permanent failures of
@@ -78,20 +107,7 @@ impl DeliveryWorker {
     /// before [`waker`](Self::waker) and [`spawn`](Self::spawn).
     #[must_use]
     pub fn with_policy(self, store: Arc<dyn Store>, policy: Arc<MailPolicy>) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            store: Arc::clone(&shared.store),
-            transport: Arc::clone(&shared.transport),
-            clock: Arc::clone(&shared.clock),
-            config: shared.config.clone(),
-            wake: Arc::clone(&shared.wake),
-            policy: shared.policy.clone(),
-        });
-        Self {
-            inner: Arc::new(Inner {
-                policy: Some((store, policy)),
-                ..inner
-            }),
-        }
+        self.edit(|i| i.policy = Some((store, policy)))
     }
 
     /// Wakes the worker (call after an enqueue so new mail goes out at once).
@@ -195,6 +211,7 @@ impl Inner {
         let outcomes = self.transport.deliver(&envelope, &message.body).await;
         let now = self.clock.now();
         let failed = apply_outcomes(&mut message, &tried, outcomes, now, &self.config.retry);
+        self.count(&message, &tried, now);
         tracing::info!(
             message = %message.id,
             correlation = %message.correlation_id,
@@ -226,6 +243,22 @@ impl Inner {
             token,
             message,
             follow_ups,
+        }
+    }
+
+    /// Deliveries of this attempt by outcome, and latencies of the delivered.
+    fn count(&self, message: &QueuedMessage, tried: &[usize], now: Timestamp) {
+        for r in tried.iter().filter_map(|&i| message.recipients.get(i)) {
+            let outcome = match &r.state {
+                RecipientState::Delivered { .. } => {
+                    let latency = now.duration_since(message.received_at).as_secs_f64();
+                    self.metrics.observe(DELIVERY_LATENCY, &[], latency);
+                    "delivered"
+                }
+                RecipientState::Failed { .. } => "bounced",
+                _ => "deferred",
+            };
+            self.metrics.inc(DELIVERIES, &[("outcome", outcome)]);
         }
     }
 

@@ -18,6 +18,8 @@ use smtpy_core::address::EmailAddress;
 use smtpy_core::auth::{AuthInput, AuthVerdict, DmarcAction};
 use smtpy_core::forward;
 use smtpy_core::ids::{MessageId, UserId};
+use smtpy_core::limits::Denial;
+use smtpy_core::metrics::{MESSAGES_ACCEPTED, MESSAGES_REJECTED, Metrics, RATE_LIMIT_DENIALS};
 use smtpy_core::model::{
     Alias, AliasMode, BlockReply, Contact, CounterDelta, DeliveryEvent, EventFilter, EventKind,
     Mailbox, MessageKind, QueuedMessage, QueuedRecipient, UsageRecord,
@@ -26,7 +28,7 @@ use smtpy_core::notify::{DmarcOutcome, MessageSummary, Notification, QuarantineR
 use smtpy_core::reply::Reply;
 use smtpy_core::reverse::ReverseAliases;
 use smtpy_core::rewrite::{alias_mode, scrub};
-use smtpy_core::routing::{Refusal, Route, Router};
+use smtpy_core::routing::{FORGED_ADDRESS, NOT_THE_OWNER, Refusal, Route, Router};
 use smtpy_core::rules::{EnvelopeFacts, MessageFacts, ParsedMessage, RuleSet};
 use smtpy_core::srs::Srs;
 use smtpy_core::store::{Access, PageRequest, QueueStore};
@@ -53,6 +55,7 @@ pub struct Acceptor {
     pub(crate) wake: Option<Arc<Notify>>,
     pub(crate) policy: Arc<MailPolicy>,
     pub(crate) limit_exempt: Vec<Network>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// `554 5.4.6`: a mail loop (too many `Received:` or our own marker).
@@ -124,7 +127,20 @@ impl Acceptor {
                 .iter()
                 .filter_map(|n| Network::parse(n))
                 .collect(),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+    /// Records messages accepted and refused (by reason) and rate-limit
+    /// denials in `metrics` (default: a private set nobody reads).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+    /// The metrics this acceptor records to.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
     /// Rewrites forwarded envelopes with SRS and accepts bounces to SRS addresses.
     #[must_use]
@@ -178,21 +194,63 @@ impl Acceptor {
             return Ok(());
         };
         if !self.limit_exempt.iter().any(|n| n.contains(peer)) {
-            limits.ip_message(peer).await.map_err(|d| d.reply)?;
+            limits.ip_message(peer).await.map_err(|d| self.denied(&d))?;
             if let Some(sender) = sender {
                 limits
                     .sender_domain(sender.domain())
                     .await
-                    .map_err(|d| d.reply)?;
+                    .map_err(|d| self.denied(&d))?;
             }
         }
         Ok(())
+    }
+
+    /// Counts a rate-limit denial (by scope) and the refusal it causes;
+    /// returns its reply.
+    fn denied(&self, d: &Denial) -> Reply {
+        self.metrics
+            .inc(RATE_LIMIT_DENIALS, &[("scope", d.scope.as_str())]);
+        self.count_rejected(&d.reply);
+        d.reply.clone()
+    }
+
+    /// Counts one refused recipient or message under the reason its reply
+    /// stands for.
+    fn count_rejected(&self, reply: &Reply) {
+        self.count_reason(reject_reason(reply));
+    }
+
+    fn count_reason(&self, reason: &'static str) {
+        self.metrics.inc(MESSAGES_REJECTED, &[("reason", reason)]);
     }
 
     /// The route for one recipient (RCPT time): routing, blocked contacts,
     /// sender-only rules (a block is a `550` before DATA) and the per-alias
     /// and per-user limits.
     pub async fn route(
+        &self,
+        rcpt: &EmailAddress,
+        sender: Option<&EmailAddress>,
+    ) -> Result<Route, Refusal> {
+        let routed = self.route_inner(rcpt, sender).await;
+        if let Err(refusal) = &routed {
+            match reject_reason(&refusal.reply) {
+                // Counted where the limit refused.
+                RATE_LIMITED | LIMITER_FAILED => {}
+                // An alias that exists but does not take mail (disabled,
+                // expired, its owner suspended) answers like an unknown
+                // one; the metric tells them apart (refusals only).
+                UNKNOWN_ALIAS => match self.store.find_alias_by_address(rcpt).await {
+                    Ok(Some(_)) => self.count_reason("disabled_alias"),
+                    _ => self.count_reason(UNKNOWN_ALIAS),
+                },
+                reason => self.count_reason(reason),
+            }
+        }
+        routed
+    }
+
+    async fn route_inner(
         &self,
         rcpt: &EmailAddress,
         sender: Option<&EmailAddress>,
@@ -215,6 +273,9 @@ impl Acceptor {
                     if !owner.is_admin()
                         && let Err(d) = limits.user_reply(&owner).await
                     {
+                        self.metrics
+                            .inc(RATE_LIMIT_DENIALS, &[("scope", d.scope.as_str())]);
+                        self.count_rejected(&d.reply);
                         self.log_event(
                             self.event(EventKind::RateLimited, now, Some(alias), sender)
                                 .with("reply", d.reply.to_string()),
@@ -275,6 +336,9 @@ impl Acceptor {
                 Err(d) => Err(d),
             };
             if let Err(d) = checked {
+                self.metrics
+                    .inc(RATE_LIMIT_DENIALS, &[("scope", d.scope.as_str())]);
+                self.count_rejected(&d.reply);
                 self.log_event(
                     self.event(EventKind::RateLimited, now, Some(alias), sender)
                         .with("reply", d.reply.to_string()),
@@ -346,6 +410,25 @@ impl Acceptor {
     /// Queues a finished message and returns the reply for the client:
     /// `250` only once everything is durable.
     pub async fn accept(
+        &self,
+        envelope: &Envelope,
+        routes: &HashMap<String, Route>,
+        body: Vec<u8>,
+        peer: IpAddr,
+        correlation_id: &str,
+    ) -> Reply {
+        let reply = self
+            .accept_inner(envelope, routes, body, peer, correlation_id)
+            .await;
+        if reply.is_positive() {
+            self.metrics.inc(MESSAGES_ACCEPTED, &[]);
+        } else {
+            self.count_rejected(&reply);
+        }
+        reply
+    }
+
+    async fn accept_inner(
         &self,
         envelope: &Envelope,
         routes: &HashMap<String, Route>,
@@ -533,6 +616,10 @@ impl Acceptor {
                 tracing::error!(correlation = correlation_id, error = %e, "enqueue failed");
                 return QUEUE_FAILED;
             }
+        }
+        // Copies refused at DATA while others were queued (the client saw 250).
+        for r in &refusals {
+            self.count_rejected(r);
         }
         // Accounting and notices after the message is durable: losing them
         // (logged) never loses mail.
@@ -1255,4 +1342,62 @@ fn summary(sender: Option<&EmailAddress>, parsed: &ParsedMessage) -> MessageSumm
         .or_else(|| sender.map(ToString::to_string))
         .unwrap_or_else(|| "<>".to_owned());
     MessageSummary::new(&address, None, parsed.subject.as_deref())
+}
+
+/// `smtpy_messages_rejected_total{reason="unknown_alias"}`.
+const UNKNOWN_ALIAS: &str = "unknown_alias";
+/// A rate limit or quota refused.
+const RATE_LIMITED: &str = "rate_limited";
+/// The rate limiter could not decide (`451 4.3.0`).
+const LIMITER_FAILED: &str = "rate_limiter_unavailable";
+
+/// The stable `reason` label of a refusal, from the reply given.
+///
+/// | reason | reply |
+/// | --- | --- |
+/// | `unknown_alias` | `550 5.1.1` no such alias (`disabled_alias` when it exists but takes no mail) |
+/// | `relay_denied` | `550 5.7.1` the domain is not hosted |
+/// | `no_mailbox` | `550 5.2.1` the alias has no deliverable mailbox |
+/// | `forged_address` | `550 5.7.1` a reverse alias or bounce address with a bad signature |
+/// | `bad_bounce_address` | `550 5.7.1` a forged or expired SRS address |
+/// | `not_the_owner` | `550 5.7.1` a reverse alias used by someone else than the owner |
+/// | `blocked_rule` | `550 5.7.1` a rule or a blocked contact |
+/// | `dmarc` | `550 5.7.1` the sender's DMARC policy says reject |
+/// | `auth_reply` | `550 5.7.1` a reply not authenticated for the owner's mailbox |
+/// | `reply_would_leak` | `550 5.7.1` a reply that would reveal the mailbox |
+/// | `one_alias_per_reply` | `550 5.7.1` a reply through two aliases |
+/// | `rate_limited` | `450 4.7.1` / `452 4.4.5` a rate limit or quota |
+/// | `rate_limiter_unavailable` | `451 4.3.0` the limiter failed |
+/// | `store_unavailable` | `451 4.4.3` the store failed |
+/// | `queue_unavailable` | `451 4.3.0` the message could not be queued |
+/// | `loop` | `554 5.4.6` a mail loop |
+/// | `too_big` | `552 5.3.4` over the size limit (counted by the connection) |
+/// | `other` | anything else |
+pub(crate) fn reject_reason(reply: &Reply) -> &'static str {
+    let known: [(&Reply, &'static str); 14] = [
+        (&Reply::UNKNOWN_RECIPIENT, UNKNOWN_ALIAS),
+        (&Reply::RELAY_DENIED, "relay_denied"),
+        (&Reply::BAD_BOUNCE_ADDRESS, "bad_bounce_address"),
+        (&Reply::STORE_UNAVAILABLE, "store_unavailable"),
+        (&Reply::BAD_ADDRESS, "bad_address"),
+        (&FORGED_ADDRESS, "forged_address"),
+        (&NOT_THE_OWNER, "not_the_owner"),
+        (&SENDER_BLOCKED, "blocked_rule"),
+        (&smtpy_core::auth::DMARC_REJECTED, "dmarc"),
+        (&REPLY_NOT_AUTHENTICATED, "auth_reply"),
+        (&REPLY_WOULD_LEAK, "reply_would_leak"),
+        (&ONE_ALIAS_PER_REPLY, "one_alias_per_reply"),
+        (&LOOP, "loop"),
+        (&QUEUE_FAILED, "queue_unavailable"),
+    ];
+    if let Some((_, reason)) = known.iter().find(|(r, _)| *r == reply) {
+        return reason;
+    }
+    match (reply.code, reply.enhanced) {
+        (450, (4, 7, 1)) | (452, (4, 4, 5)) => RATE_LIMITED,
+        (451, (4, 3, 0)) => LIMITER_FAILED,
+        (550, (5, 2, 1)) => "no_mailbox",
+        (552, (5, 3, 4)) => "too_big",
+        _ => "other",
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use smtpy_core::metrics::{MESSAGES_REJECTED, Metrics, SMTP_SESSIONS, SMTP_SESSIONS_ACTIVE};
 use smtpy_core::routing::Route;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,6 +51,28 @@ async fn write_flush<S: AsyncWrite + Unpin>(s: &mut S, buf: &[u8]) -> std::io::R
     s.flush().await
 }
 
+/// Counts messages the session refused for their size since the last call.
+fn count_too_big(session: &Session, seen: &mut usize, metrics: &Metrics) {
+    let now = session.too_big_count();
+    if now > *seen {
+        metrics.add(
+            MESSAGES_REJECTED,
+            &[("reason", "too_big")],
+            (now - *seen) as u64,
+        );
+        *seen = now;
+    }
+}
+
+/// Keeps `smtpy_smtp_sessions_active` up while a connection is served.
+struct ActiveSession(std::sync::Arc<Metrics>);
+
+impl Drop for ActiveSession {
+    fn drop(&mut self) {
+        self.0.shift(SMTP_SESSIONS_ACTIVE, &[], -1.0);
+    }
+}
+
 /// Serves one connection to its end.
 pub(crate) async fn serve(
     tcp: TcpStream,
@@ -71,9 +94,16 @@ pub(crate) async fn serve(
     let mut content_window: Option<(Instant, usize)> = None;
     let mut message_seq = 0u32;
     let mut stopping = *shutdown.borrow();
+    let metrics = std::sync::Arc::clone(acceptor.metrics());
+    metrics.inc(SMTP_SESSIONS, &[]);
+    metrics.shift(SMTP_SESSIONS_ACTIVE, &[], 1.0);
+    // Counts the session down however it ends (return, break, abort).
+    let _active = ActiveSession(std::sync::Arc::clone(&metrics));
+    let mut too_big = 0usize;
 
     'conn: loop {
         // Answer everything the session has to say or ask.
+        count_too_big(&session, &mut too_big, &metrics);
         while let Some(event) = session.poll() {
             match event {
                 Event::Write(bytes) => out.extend_from_slice(&bytes),
@@ -194,4 +224,5 @@ pub(crate) async fn serve(
             }
         }
     }
+    count_too_big(&session, &mut too_big, &metrics);
 }

@@ -72,6 +72,14 @@ impl SmtpServer {
         self.admission = Admission::new(limits);
         self
     }
+    /// Records SMTP sessions, messages accepted and refused, and rate-limit
+    /// denials in `metrics` (shared with the HTTP layer's `/metrics`).
+    /// Default: a private set nobody reads.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<smtpy_core::metrics::Metrics>) -> Self {
+        self.acceptor.metrics = metrics;
+        self
+    }
     /// Offers STARTTLS with this acceptor.
     #[must_use]
     pub fn with_tls(mut self, tls: TlsAcceptor) -> Self {

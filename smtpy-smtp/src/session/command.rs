@@ -140,6 +140,7 @@ impl Session {
             .size
             .is_some_and(|size| size > self.config.max_message_size)
         {
+            self.too_big += 1;
             self.reply(&replies::TOO_BIG);
             return;
         }
@@ -367,6 +368,7 @@ impl Session {
             ChunkRefusal::TooBig => {
                 // RFC 3030 §2: a failed chunk fails the transaction.
                 self.txn = None;
+                self.too_big += 1;
                 self.reply(&replies::TOO_BIG);
             }
         }
@@ -380,6 +382,7 @@ impl Session {
         };
         let body = txn.body.take().unwrap_or_default();
         if body.is_overflow() {
+            self.too_big += 1;
             self.reply(&replies::TOO_BIG);
             return;
         }

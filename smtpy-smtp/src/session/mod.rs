@@ -194,6 +194,8 @@ pub struct Session {
     sync: Option<SyncPoint>,
     errors: usize,
     messages: usize,
+    /// Messages refused for their size (`552 5.3.4`).
+    too_big: usize,
     closed: bool,
 }
 
@@ -301,6 +303,7 @@ impl Session {
             sync: None,
             errors: 0,
             messages: 0,
+            too_big: 0,
             closed: false,
         };
         replies::greeting(&session.hostname, &mut session.write_buf);
@@ -501,6 +504,13 @@ impl Session {
     #[must_use]
     pub fn envelope(&self) -> Option<&Envelope> {
         self.txn.as_ref().map(|txn| &txn.envelope)
+    }
+
+    /// Messages refused on this connection for their size (`552 5.3.4`:
+    /// declared with `MAIL FROM … SIZE=`, or grown past the limit).
+    #[must_use]
+    pub fn too_big_count(&self) -> usize {
+        self.too_big
     }
 
     /// Messages handed to the driver on this connection so far.
