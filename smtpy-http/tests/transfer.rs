@@ -441,3 +441,60 @@ async fn import_body_limit_is_its_own() {
         .await
         .assert_problem(422, "validation");
 }
+
+#[tokio::test]
+async fn an_owner_import_cannot_lift_quotas_or_alias_limits() {
+    let app = TestApp::start().await;
+    let a = app.user("a@users.test").await;
+    own_domain(&app, &a.user, "a.example").await;
+    let alias = |address: &str, per_hour: Value| {
+        json!({"address": address, "mailboxes": ["me@inbox.example"], "enabled": true,
+               "mode": "alias", "disabled_reply": "reject", "note": null, "category": null,
+               "labels": [], "expires_at": null, "messages_per_hour": per_hour,
+               "max_message_size": null, "deleted": false, "created_at": 0})
+    };
+    let doc = json!({
+        "format_version": 1, "exported_at": 0,
+        "account": {"email": "a@users.test", "role": "user", "created_at": 0},
+        "settings": {"dmarc_reject": "reject", "dmarc_quarantine": "quarantine",
+                     "subject_tag": "[x]", "sender_format": null, "forwards_per_day": 1000000,
+                     "replies_per_day": 0, "aliases_per_hour": 0,
+                     "notify_bounces": true, "notify_quarantine": true},
+        "domains": [],
+        "mailboxes": [{"address": "me@inbox.example", "verified": true, "disabled": false}],
+        "aliases": [alias("unlimited@a.example", json!(0)),
+                    alias("huge@a.example", json!(1000000)),
+                    alias("fine@a.example", json!(5))],
+        "contacts": [],
+        "rules": []
+    });
+    let r = a.post("/api/v1/import", doc).await;
+    let report = r.expect(200).clone();
+    assert_eq!(count(&report, "alias", "created"), 1, "{report}");
+    assert_eq!(count(&report, "alias", "refused"), 2, "{report}");
+    let user = app
+        .store
+        .find_user_by_email(&EmailAddress::parse("a@users.test").expect("e"))
+        .await
+        .expect("u")
+        .expect("a");
+    assert_eq!(user.settings.subject_tag, "[x]", "ordinary settings import");
+    assert_eq!(user.settings.forwards_per_day, None);
+    assert_eq!(user.settings.replies_per_day, None);
+    assert_eq!(user.settings.aliases_per_hour, None);
+    for refused in ["unlimited@a.example", "huge@a.example"] {
+        let found = app
+            .store
+            .find_alias_by_address(&EmailAddress::parse(refused).expect("address"))
+            .await
+            .expect("lookup");
+        assert!(found.is_none(), "{refused} must not exist");
+    }
+    let fine = app
+        .store
+        .find_alias_by_address(&EmailAddress::parse("fine@a.example").expect("address"))
+        .await
+        .expect("lookup")
+        .expect("fine exists");
+    assert_eq!(fine.limits.messages_per_hour, Some(5));
+}

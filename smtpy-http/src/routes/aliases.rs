@@ -523,7 +523,7 @@ fn text_field(
 }
 
 /// Spends one unit of the caller's new-alias quota, if limits are set.
-async fn spend_new_alias(state: &ApiState, principal: &Principal) -> ApiResult<()> {
+pub(crate) async fn spend_new_alias(state: &ApiState, principal: &Principal) -> ApiResult<()> {
     let Some(limits) = state.limits() else {
         return Ok(());
     };

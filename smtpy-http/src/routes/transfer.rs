@@ -620,6 +620,8 @@ fn key(a: &EmailAddress) -> String {
 
 struct Importer<'a> {
     state: &'a ApiState,
+    /// Who imports: owners may not lift their own quotas or alias limits.
+    principal: &'a Principal,
     me: UserId,
     now: Timestamp,
     report: ImportReport,
@@ -640,7 +642,19 @@ impl Importer<'_> {
             self.report.push("settings", "settings", "unchanged", None);
             return Ok(());
         }
+        let before = user.settings.clone();
         doc.apply(&mut user.settings);
+        if !self.principal.has(ApiScope::Admin) {
+            // Quota overrides are an administrator's decision (PATCH
+            // /users/{id}); an owner's document cannot set them.
+            user.settings.forwards_per_day = before.forwards_per_day;
+            user.settings.replies_per_day = before.replies_per_day;
+            user.settings.aliases_per_hour = before.aliases_per_hour;
+        }
+        if user.settings == before {
+            self.report.push("settings", "settings", "unchanged", None);
+            return Ok(());
+        }
         user.updated_at = self.now;
         self.store().update_user(&user).await?;
         self.report.push("settings", "settings", "updated", None);
@@ -798,6 +812,24 @@ impl Importer<'_> {
                 return Ok(());
             }
         };
+        let messages_per_hour = match crate::routes::aliases::check_rate(
+            self.state,
+            self.principal,
+            a.messages_per_hour,
+        ) {
+            Ok(n) => n,
+            Err(p) => {
+                refuse(&mut self.report, &p.detail);
+                return Ok(());
+            }
+        };
+        // Imported aliases count against the hourly new-alias quota like
+        // created ones; a denied one is reported, and importing the document
+        // again later picks it up.
+        if let Err(p) = crate::routes::aliases::spend_new_alias(self.state, self.principal).await {
+            refuse(&mut self.report, &p.detail);
+            return Ok(());
+        }
         let mut alias = Alias::new(address.clone(), self.me, domain.id, mailboxes, self.now);
         alias.enabled = a.enabled;
         alias.mode = a.mode;
@@ -807,7 +839,7 @@ impl Importer<'_> {
         alias.labels.clone_from(&a.labels);
         alias.expires_at = a.expires_at.map(Timestamp::from_unix_millis);
         alias.limits = AliasLimits {
-            messages_per_hour: a.messages_per_hour,
+            messages_per_hour,
             max_message_size: a.max_message_size,
         };
         match self.store().create_alias(&alias).await {
@@ -1048,6 +1080,7 @@ async fn import(
         .collect();
     let mut im = Importer {
         state: &state,
+        principal: &principal,
         me,
         now: state.clock().now(),
         report: ImportReport {
