@@ -226,6 +226,11 @@ fn bad_values_exit_2_naming_the_key() {
             "http.api_key_requests_per_minute",
         ),
         ("", &[("SMTPY_HTTP__TLS", "\"maybe\"")], "tls"),
+        (
+            "[http]\ntrusted_proxies = [\"proxy.example\"]\n",
+            &[],
+            "http.trusted_proxies",
+        ),
     ];
     for (config, env, key) in cases {
         let o = check(Some(config), env);

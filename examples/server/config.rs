@@ -88,6 +88,7 @@ struct RawHttp {
     token_key_file: Option<String>,
     ready_queue_backlog: Option<u64>,
     api_key_requests_per_minute: Option<u64>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -310,6 +311,9 @@ pub struct HttpSettings {
     pub ready_queue_backlog: u64,
     /// `api_key_requests_per_minute` (default 600).
     pub api_key_requests_per_minute: u32,
+    /// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` is
+    /// believed (default none).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The shortest bootstrap token accepted.
@@ -404,6 +408,16 @@ fn http_settings(raw: RawHttp, env_token: Option<String>) -> Result<HttpSettings
                 "must be between 1 and 1000000; example: api_key_requests_per_minute = 600",
             )
         })?;
+    let mut trusted_proxies = Vec::new();
+    for p in raw.trusted_proxies.unwrap_or_default() {
+        let ip = p.parse::<std::net::IpAddr>().map_err(|_| {
+            err(
+                "http.trusted_proxies",
+                format!("{p:?} is not an IP address; example: trusted_proxies = [\"127.0.0.1\"]"),
+            )
+        })?;
+        trusted_proxies.push(ip);
+    }
     Ok(HttpSettings {
         enabled: raw.enabled.unwrap_or(true),
         listen,
@@ -415,6 +429,7 @@ fn http_settings(raw: RawHttp, env_token: Option<String>) -> Result<HttpSettings
         token_key_file: raw.token_key_file.map(PathBuf::from),
         ready_queue_backlog,
         api_key_requests_per_minute,
+        trusted_proxies,
     })
 }
 

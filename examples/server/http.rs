@@ -100,6 +100,7 @@ pub fn http_config(config: &Config, token_key: Vec<u8>) -> HttpConfig {
     c.tls = h.tls;
     c.open_registration = h.open_registration;
     c.cors_origins.clone_from(&h.cors_origins);
+    c.trusted_proxies.clone_from(&h.trusted_proxies);
     c.mail_hostname.clone_from(&config.hostname);
     c.ready_queue_backlog = h.ready_queue_backlog;
     c.limits.per_api_key = Budget::new(h.api_key_requests_per_minute, Duration::from_secs(60));

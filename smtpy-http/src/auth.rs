@@ -296,11 +296,47 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// The client address [`resolve_client`] settled on, stored in the
+/// request's extensions by the router's middleware.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResolvedClient(pub(crate) IpAddr);
+
 fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    if let Some(c) = parts.extensions.get::<ResolvedClient>() {
+        return Some(c.0);
+    }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
+}
+
+/// The client of a request whose TCP peer is `peer`: `peer` itself, unless
+/// it is one of `trusted` proxies; then the right-most `X-Forwarded-For`
+/// address that is not a trusted proxy (the left part of the header is
+/// written by the client and proves nothing). A malformed header leaves the
+/// proxy as the client.
+#[must_use]
+pub fn resolve_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for part in text.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                Err(_) => return peer,
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
 }
 
 /// Spends one attempt of `budget` for `key`; `429` with `Retry-After` when
@@ -558,6 +594,32 @@ mod tests {
             tls.to_str()
                 .is_ok_and(|s| s.starts_with("__Host-smtpy_session=v;") && s.contains("; Secure"))
         );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
+        let client: IpAddr = "203.0.113.7".parse().expect("ip");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.7"),
+        );
+        // Not trusted: the header is ignored.
+        assert_eq!(resolve_client(proxy, &h, &[]), proxy);
+        // Trusted: the right-most untrusted hop, not the client-written left part.
+        assert_eq!(resolve_client(proxy, &h, &[proxy]), client);
+        // A chain of trusted proxies is skipped.
+        let inner: IpAddr = "10.0.0.2".parse().expect("ip");
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.2"),
+        );
+        assert_eq!(resolve_client(proxy, &h, &[proxy, inner]), client);
+        // Malformed or absent: the proxy itself.
+        h.insert("x-forwarded-for", HeaderValue::from_static("nonsense"));
+        assert_eq!(resolve_client(proxy, &h, &[proxy]), proxy);
+        assert_eq!(resolve_client(proxy, &HeaderMap::new(), &[proxy]), proxy);
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub struct HttpConfig {
     pub import_body_limit: usize,
     /// Origins allowed by CORS; empty (the default) allows none.
     pub cors_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. A request whose
+    /// TCP peer is one of them is attributed to the last address in that
+    /// header that is not itself a trusted proxy, so per-IP rate limits and
+    /// audit events see the real client. Empty (the default): the TCP peer
+    /// is the client and the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Rate limits.
     pub limits: HttpLimits,
     /// argon2id cost of stored passwords.
@@ -133,6 +139,7 @@ impl Default for HttpConfig {
             body_limit: 1024 * 1024,
             import_body_limit: 32 * 1024 * 1024,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             limits: HttpLimits::default(),
             password_params: PasswordParams::default(),
             min_password_chars: 10,

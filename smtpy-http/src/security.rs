@@ -1,12 +1,12 @@
 //! Headers on every response, CORS, and request metrics.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::{CSRF_HEADER, cookie, session_cookie_name};
+use crate::auth::{CSRF_HEADER, ResolvedClient, cookie, resolve_client, session_cookie_name};
 use crate::state::ApiState;
 
 /// The API serves JSON only: nothing may be loaded, framed or run.
@@ -15,7 +15,21 @@ pub(crate) const API_CSP: &str =
 
 /// Adds the security headers, `Cache-Control: no-store` to authenticated
 /// and API responses, and counts the request in the metrics.
-pub(crate) async fn headers(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+pub(crate) async fn headers(
+    State(state): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let trusted = &state.config().trusted_proxies;
+    if !trusted.is_empty()
+        && let Some(peer) = req
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+    {
+        let client = resolve_client(peer, req.headers(), trusted);
+        req.extensions_mut().insert(ResolvedClient(client));
+    }
     let authenticated = req.headers().contains_key(header::AUTHORIZATION)
         || cookie(req.headers(), session_cookie_name(state.config())).is_some();
     let api = req.uri().path().starts_with("/api/");

@@ -259,3 +259,48 @@ async fn registration_reset_and_verification_are_throttled_per_ip() {
     .await
     .assert_problem(429, "rate-limited");
 }
+
+/// Logs in through a "proxy" at 127.0.0.1 that says the client is `client`.
+async fn login_via_proxy(app: &TestApp, client: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", format!("198.51.100.99, {client}"))
+        .json(&login_body("alice@example.test", password))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_per_ip_budget_follows_the_real_client() {
+    let mut config = common::test_config();
+    config.limits.login_per_ip = Budget::new(2, Duration::from_secs(900));
+    config.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    let app = TestApp::start_with(config, |s| s).await;
+    app.user("alice@example.test").await;
+    // One client behind the proxy exhausts its own budget...
+    for _ in 0..2 {
+        assert_eq!(
+            login_via_proxy(&app, "203.0.113.1", "wrong password!").await,
+            401
+        );
+    }
+    assert_eq!(login_via_proxy(&app, "203.0.113.1", PASSWORD).await, 429);
+    // ...without locking out the others behind the same proxy. The
+    // client-written left part of the header (198.51.100.99) is ignored: it
+    // is the same for both.
+    assert_eq!(login_via_proxy(&app, "203.0.113.2", PASSWORD).await, 200);
+
+    // Without trusting the proxy, the header is ignored: everyone behind it
+    // shares the proxy's budget.
+    let mut config = common::test_config();
+    config.limits.login_per_ip = Budget::new(2, Duration::from_secs(900));
+    let app = TestApp::start_with(config, |s| s).await;
+    app.user("alice@example.test").await;
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(login_via_proxy(&app, client, "wrong password!").await, 401);
+    }
+    assert_eq!(login_via_proxy(&app, "203.0.113.3", PASSWORD).await, 429);
+}
