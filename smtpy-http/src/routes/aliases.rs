@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 
 use crate::audit::{self, Audit};
 use crate::auth::Principal;
-use crate::page::{PageOf, PageQuery};
+use crate::page::{PageOf, PageQuery, scan};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem, check_count, check_len};
 use crate::state::ApiState;
 
@@ -41,8 +41,6 @@ pub(crate) const MAX_MAILBOXES: usize = 20;
 pub(crate) const MAX_SEARCH_CHARS: usize = 128;
 /// Attempts at a generated address before giving up on collisions.
 const GENERATE_ATTEMPTS: usize = 8;
-/// Store rows a filtered list scans at most for one page (see `list_aliases`).
-const MAX_SCAN_ROWS: usize = 5000;
 
 // ---------------------------------------------------------------------------
 // DTOs
@@ -797,64 +795,20 @@ async fn list_aliases(
         return Ok(Json(PageOf::map(p, |a| AliasView::of(&a, now))));
     }
 
-    // Handler-side filters: scan store pages until `limit + 1` matches (to
-    // know whether there is a next page) or the scan budget is spent.
-    let limit = page.effective_limit();
-    let mut after = page.after;
-    let mut items: Vec<Alias> = Vec::new();
-    let mut scanned = 0usize;
-    let mut last_scanned = None;
-    loop {
-        let chunk = PageRequest {
-            after,
-            limit: smtpy_core::store::MAX_PAGE_SIZE,
-        };
-        let p = store
-            .list_aliases(principal.access(), &filter, chunk)
-            .await?;
-        for a in p.items {
-            scanned += 1;
-            last_scanned = Some(*a.id.as_uuid());
-            if extra.matches(&a) {
-                items.push(a);
-                if items.len() > limit {
-                    items.truncate(limit);
-                    let next = items.last().map(|a| a.id.to_string());
-                    let items = items.iter().map(|a| AliasView::of(a, now)).collect();
-                    return Ok(Json(PageOf {
-                        items,
-                        next_cursor: next,
-                    }));
-                }
-            }
-        }
-        match p.next {
-            None => {
-                let items = items.iter().map(|a| AliasView::of(a, now)).collect();
-                return Ok(Json(PageOf {
-                    items,
-                    next_cursor: None,
-                }));
-            }
-            Some(c) if scanned >= MAX_SCAN_ROWS => {
-                // Out of budget: continue after the last row shown if the
-                // page is full, else after the last row scanned.
-                let next = if items.len() == limit {
-                    items.last().map(|a| a.id.to_string())
-                } else {
-                    last_scanned
-                        .map(|u| u.to_string())
-                        .or(Some(c.last_id().to_string()))
-                };
-                let items = items.iter().map(|a| AliasView::of(a, now)).collect();
-                return Ok(Json(PageOf {
-                    items,
-                    next_cursor: next,
-                }));
-            }
-            Some(c) => after = Some(c),
-        }
-    }
+    // Handler-side filters: the shared scanner reads store pages until the
+    // page is full or its budget is spent.
+    let access = principal.access();
+    let p = scan(
+        page,
+        |req| {
+            let filter = filter.clone();
+            async move { Ok(store.list_aliases(access, &filter, req).await?) }
+        },
+        |a: &Alias| extra.matches(a),
+        |a| *a.id.as_uuid(),
+    )
+    .await?;
+    Ok(Json(PageOf::map(p, |a| AliasView::of(&a, now))))
 }
 
 /// One of the caller's aliases (soft-deleted ones included).

@@ -14,9 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::page::{PageOf, PageQuery};
+use crate::page::{PageOf, PageQuery, scan};
 use crate::problem::{ApiQuery, ApiResult, check_len};
-use crate::routes::events::scan;
 use crate::state::ApiState;
 
 /// One audit event.

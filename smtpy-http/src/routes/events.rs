@@ -2,69 +2,22 @@
 //! the caller's aliases, newest first.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use smtpy_core::ids::AliasId;
 use smtpy_core::model::{ApiScope, DeliveryEvent, EventFilter, EventKind};
-use smtpy_core::store::{Access, Cursor, Page, PageRequest};
+use smtpy_core::store::Access;
 use smtpy_core::time::Timestamp;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Principal;
-use crate::page::{PageOf, PageQuery};
+use crate::page::{PageOf, PageQuery, scan};
 use crate::problem::{ApiPath, ApiQuery, ApiResult, Problem};
 use crate::state::ApiState;
-
-/// Store pages a filtered list reads at most for one API page; past that it
-/// returns what it found with a cursor to continue.
-pub(crate) const MAX_SCAN_PAGES: usize = 20;
-
-/// One API page of rows passing `keep`, read from store pages fetched by
-/// `fetch` (in the store's order), at most [`MAX_SCAN_PAGES`] of them. The
-/// cursor continues after the last row read, so no row is skipped or
-/// returned twice.
-pub(crate) async fn scan<T, F, Fut>(
-    request: PageRequest,
-    mut fetch: F,
-    keep: impl Fn(&T) -> bool,
-    id_of: impl Fn(&T) -> uuid::Uuid,
-) -> ApiResult<Page<T>>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: Future<Output = ApiResult<Page<T>>>,
-{
-    let limit = request.effective_limit();
-    let mut items = Vec::with_capacity(limit);
-    let mut next = request;
-    for _ in 0..MAX_SCAN_PAGES {
-        let page = fetch(next).await?;
-        for row in page.items {
-            if keep(&row) {
-                let id = id_of(&row);
-                items.push(row);
-                if items.len() == limit {
-                    return Ok(Page {
-                        items,
-                        next: Some(Cursor::after(id)),
-                    });
-                }
-            }
-        }
-        match page.next {
-            Some(c) => next = PageRequest::after(c, request.limit),
-            None => return Ok(Page { items, next: None }),
-        }
-    }
-    Ok(Page {
-        items,
-        next: next.after,
-    })
-}
 
 /// One delivery event.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

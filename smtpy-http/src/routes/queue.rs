@@ -21,9 +21,10 @@ use utoipa_axum::routes;
 
 use crate::audit::{self, Audit};
 use crate::auth::Principal;
+use crate::page::scan;
 use crate::page::{PageOf, PageQuery};
 use crate::problem::{ApiPath, ApiQuery, ApiResult, Problem};
-use crate::routes::events::{scan, wire};
+use crate::routes::events::wire;
 use crate::state::ApiState;
 
 /// The attached queue, or `503` when the service attached none
