@@ -37,19 +37,47 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `check-config`'s output, which is the effective configuration as TOML.
+fn effective(o: &Output) -> toml::Table {
+    assert!(o.status.success(), "{}", stderr(o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    out.parse::<toml::Table>()
+        .unwrap_or_else(|e| panic!("check-config prints TOML: {e}\n{out}"))
+}
+
+/// The value at a dotted key (`http.listen`).
+fn get<'a>(t: &'a toml::Table, key: &str) -> &'a toml::Value {
+    let mut parts = key.split('.');
+    let first = parts.next().expect("key");
+    let mut v = t.get(first).unwrap_or_else(|| panic!("no {key} in {t:#?}"));
+    for p in parts {
+        v = v.get(p).unwrap_or_else(|| panic!("no {key} in {t:#?}"));
+    }
+    v
+}
+
+fn text<'a>(t: &'a toml::Table, key: &str) -> &'a str {
+    get(t, key)
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string"))
+}
+
 #[test]
 fn defaults_need_no_file() {
-    let o = check(None, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("127.0.0.1:2525"), "{out}");
-    assert!(out.contains("redb://smtpy-data/smtpy.redb"), "{out}");
-    assert!(out.contains("listen: 127.0.0.1:8080"), "the API: {out}");
-    assert!(out.contains("open_registration: false"), "{out}");
-    assert!(
-        out.contains("bootstrap_token_hash: None"),
-        "no default credentials: {out}"
+    let t = effective(&check(None, &[]));
+    assert_eq!(get(&t, "smtp.listen").as_array().map(Vec::len), Some(1));
+    assert_eq!(get(&t, "smtp.listen")[0].as_str(), Some("127.0.0.1:2525"));
+    assert_eq!(text(&t, "store.url"), "redb://smtpy-data/smtpy.redb");
+    assert_eq!(text(&t, "http.listen"), "127.0.0.1:8080");
+    assert_eq!(text(&t, "profile"), "development");
+    assert_eq!(get(&t, "features.registration").as_bool(), Some(false));
+    assert_eq!(
+        text(&t, "http.bootstrap_token"),
+        "(not set)",
+        "no default credentials"
     );
+    assert_eq!(text(&t, "secrets.key"), "generated smtpy-data/secret.key");
+    assert_eq!(text(&t, "log.format"), "pretty");
 }
 
 #[test]
@@ -64,21 +92,26 @@ fn http_settings_come_from_the_file_and_the_environment() {
             ("SMTPY_HTTP_BOOTSTRAP_TOKEN", token),
         ],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("enabled: false"), "{out}");
-    assert!(out.contains("listen: 127.0.0.1:9090"), "{out}");
-    assert!(
-        out.contains("\"https://mail.example.org\""),
-        "trailing slash dropped: {out}"
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let t = effective(&o);
+    assert_eq!(get(&t, "http.enabled").as_bool(), Some(false));
+    assert_eq!(text(&t, "http.listen"), "127.0.0.1:9090");
+    assert_eq!(
+        text(&t, "http.public_url"),
+        "https://mail.example.org",
+        "trailing slash dropped"
     );
-    assert!(out.contains("tls: true"), "{out}");
-    assert!(out.contains("open_registration: true"), "{out}");
-    assert!(out.contains("https://app.example.org"), "{out}");
-    assert!(
-        out.contains("bootstrap_token_hash: Some(\n            SecretHash("),
-        "the hash is kept: {out}"
+    assert_eq!(get(&t, "http.tls").as_bool(), Some(true));
+    assert_eq!(
+        get(&t, "features.registration").as_bool(),
+        Some(true),
+        "[http] open_registration still switches registration on"
     );
+    assert_eq!(
+        get(&t, "http.cors_origins")[0].as_str(),
+        Some("https://app.example.org")
+    );
+    assert_eq!(text(&t, "http.bootstrap_token"), "set (<redacted>)");
     assert!(!out.contains(token), "the token itself is never printed");
 }
 
@@ -138,15 +171,19 @@ fn environment_overrides_the_file() {
             ("SMTPY_TEST_SOMETHING_ELSE", "ignored"),
         ],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("max_recipients: 42"), "{out}");
-    assert!(out.contains("127.0.0.1:2601"), "{out}");
-    assert!(
-        out.contains("mx.file.test"),
-        "file values stay where not overridden: {out}"
+    let t = effective(&o);
+    assert_eq!(get(&t, "smtp.max_recipients").as_integer(), Some(42));
+    assert_eq!(get(&t, "smtp.listen")[1].as_str(), Some("127.0.0.1:2601"));
+    assert_eq!(
+        text(&t, "hostname"),
+        "mx.file.test",
+        "file values stay where not overridden"
     );
-    assert!(out.contains("300s"), "durations parsed: {out}");
+    assert_eq!(
+        get(&t, "delivery.retry")[1].as_str(),
+        Some("5m"),
+        "durations parsed"
+    );
 }
 
 #[test]
@@ -286,4 +323,139 @@ fn reserved_local_parts_cannot_become_aliases() {
         "me@mail.test",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn production_refuses_insecure_settings_naming_each_key() {
+    let o = check(
+        Some(
+            "profile = \"production\"\n[http]\nlisten = \"0.0.0.0:8080\"\n[features]\nregistration = true\n[limits]\nenabled = false\n[auth]\ndns_records_file = \"dns.toml\"\n",
+        ),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for key in [
+        "tls.cert_file",
+        "srs.secret_file",
+        "secrets.key_file",
+        "features.registration",
+        "http.listen",
+        "auth.dns_records_file",
+    ] {
+        assert!(err.contains(key), "{key} named: {err}");
+    }
+    assert!(err.contains("refuses 6 settings"), "{err}");
+}
+
+#[test]
+fn production_starts_with_operator_secrets_and_never_prints_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "unused by check-config").expect("write");
+    std::fs::write(&key, "unused by check-config").expect("write");
+    let secret = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy0wMTIzNDU2Nzg5MA==";
+    let srs = "c3JzLXNlY3JldC1vZi0zMi1ieXRlcy0wMTIzNDU2Nzg5MA==";
+    let relay_password = "relay-password-never-printed";
+    let o = check(
+        Some(&format!(
+            "profile = \"production\"\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n[delivery]\nrelay = \"smtp+starttls://smtp.example.net:587\"\nrelay_username = \"smtpy\"\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )),
+        &[
+            ("SMTPY_SECRET_KEY", secret),
+            ("SMTPY_SRS_SECRET", srs),
+            ("SMTPY_RELAY_PASSWORD", relay_password),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let t = effective(&o);
+    assert_eq!(text(&t, "profile"), "production");
+    assert_eq!(
+        text(&t, "secrets.key"),
+        "environment SMTPY_SECRET_KEY (<redacted>)"
+    );
+    assert_eq!(
+        text(&t, "srs.secret"),
+        "environment SMTPY_SRS_SECRET (<redacted>)"
+    );
+    assert_eq!(
+        text(&t, "delivery.relay_password"),
+        "environment SMTPY_RELAY_PASSWORD (<redacted>)"
+    );
+    for s in [secret, srs, relay_password] {
+        assert!(!out.contains(s), "a secret was printed: {out}");
+    }
+}
+
+#[test]
+fn a_store_password_is_masked_and_new_sections_are_validated() {
+    let t = effective(&check(
+        Some(
+            "[store]\nurl = \"postgres://smtpy:hunter2-secret@db.internal/mail\"\n[log]\nformat = \"json\"\nlevel = \"warn,smtpy_smtp=debug\"\n[features]\nreplies = false\n[jobs]\nevent_retention = \"14d\"\n",
+        ),
+        &[],
+    ));
+    assert_eq!(
+        text(&t, "store.url"),
+        "postgres://smtpy:***@db.internal/mail"
+    );
+    assert_eq!(text(&t, "log.format"), "json");
+    assert_eq!(text(&t, "log.level"), "warn,smtpy_smtp=debug");
+    assert_eq!(get(&t, "features.replies").as_bool(), Some(false));
+    assert_eq!(text(&t, "jobs.event_retention"), "14d");
+
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        ("profile = \"staging\"\n", &[], "profile"),
+        ("", &[("SMTPY_PROFILE", "prod-ish")], "profile"),
+        ("[log]\nformat = \"xml\"\n", &[], "log.format"),
+        ("[log]\nlevel = \"=[\"\n", &[], "log.level"),
+        (
+            "[jobs]\nevent_retention = \"10s\"\n",
+            &[],
+            "jobs.event_retention",
+        ),
+        (
+            "[jobs]\ndns_recheck_interval = \"often\"\n",
+            &[],
+            "jobs.dns_recheck_interval",
+        ),
+        (
+            "[features]\nunknown_flag = true\n",
+            &[],
+            "unknown field `unknown_flag`",
+        ),
+        (
+            "[features]\nregistration = false\n[http]\nopen_registration = true\n",
+            &[],
+            "features.registration",
+        ),
+        (
+            "[secrets]\nkey_file = \"k\"\n",
+            &[("SMTPY_SECRET_KEY", "x")],
+            "secrets.key_file",
+        ),
+        (
+            "[delivery]\nrelay_username = \"u\"\n",
+            &[],
+            "delivery.relay_username",
+        ),
+    ];
+    for (config, env, key) in cases {
+        let o = check(Some(config), env);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{config:?} {env:?}: {}",
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(key),
+            "{config:?} must name {key}: {}",
+            stderr(&o)
+        );
+    }
 }

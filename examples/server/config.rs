@@ -14,8 +14,29 @@ use smtpy::core::address::EmailAddress;
 /// Sections and top-level keys an `SMTPY_*` variable may set. Other
 /// `SMTPY_*` variables (say `SMTPY_TEST_POSTGRES_URL`) are not configuration.
 const KNOWN: &[&str] = &[
-    "hostname", "data_dir", "smtp", "store", "delivery", "srs", "tls", "auth", "dkim", "limits",
-    "bounces", "notify", "aliases", "http",
+    "profile", "hostname", "data_dir", "smtp", "store", "delivery", "srs", "tls", "auth", "dkim",
+    "limits", "bounces", "notify", "aliases", "http", "log", "features", "jobs", "secrets",
+];
+
+/// The environment variable holding the secret key (base64 of 32 bytes)
+/// that seals DKIM private keys and TOTP secrets at rest, instead of
+/// `[secrets] key_file`.
+pub const SECRET_KEY_ENV: &str = "SMTPY_SECRET_KEY";
+
+/// The environment variable holding the SRS secret (base64 of 32 bytes),
+/// instead of `[srs] secret_file`.
+pub const SRS_SECRET_ENV: &str = "SMTPY_SRS_SECRET";
+
+/// The environment variable holding the smarthost password, instead of
+/// `[delivery] relay_password_file`.
+pub const RELAY_PASSWORD_ENV: &str = "SMTPY_RELAY_PASSWORD";
+
+/// Variables that carry secrets: read once, never printed.
+const SECRET_ENVS: &[&str] = &[
+    BOOTSTRAP_TOKEN_ENV,
+    SECRET_KEY_ENV,
+    SRS_SECRET_ENV,
+    RELAY_PASSWORD_ENV,
 ];
 
 /// The environment variable holding the bootstrap token (instead of
@@ -47,6 +68,7 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
+    profile: Option<String>,
     hostname: Option<String>,
     data_dir: Option<String>,
     #[serde(default)]
@@ -73,6 +95,46 @@ struct Raw {
     aliases: RawAliases,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    features: RawFeatures,
+    #[serde(default)]
+    jobs: RawJobs,
+    #[serde(default)]
+    secrets: RawSecrets,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeatures {
+    registration: Option<bool>,
+    replies: Option<bool>,
+    send_from_alias: Option<bool>,
+    auto_create: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobs {
+    enabled: Option<bool>,
+    deleted_alias_retention: Option<String>,
+    event_retention: Option<String>,
+    usage_daily_retention: Option<String>,
+    dns_recheck_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,9 +281,189 @@ pub enum RelayScheme {
     Implicit,
 }
 
+/// How strict validation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Generated secrets and a self-signed certificate are fine (the default).
+    Development,
+    /// Refuses insecure settings (see [`Config::production_problems`]).
+    Production,
+}
+
+impl Profile {
+    fn parse(text: &str) -> Option<Profile> {
+        match text {
+            "development" | "dev" => Some(Profile::Development),
+            "production" | "prod" => Some(Profile::Production),
+            _ => None,
+        }
+    }
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Development => "development",
+            Profile::Production => "production",
+        }
+    }
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Pretty => "pretty",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// `[features]`: the initial feature flags. An admin's runtime choice
+/// (`PATCH /api/v1/admin/features`, stored and shared by every instance)
+/// wins over these once made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureValues {
+    /// Anyone may register over the API (default false).
+    pub registration: bool,
+    /// Owners may reply through reverse aliases (default true).
+    pub replies: bool,
+    /// Owners may create contacts to write first from an alias (default true).
+    pub send_from_alias: bool,
+    /// Catch-all domains create aliases on first mail (default true).
+    pub auto_create: bool,
+}
+
+/// `[jobs]`: background jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Run the jobs in this instance (default true; with several instances
+    /// leases make each job run once per interval anyway).
+    pub enabled: bool,
+    /// Soft-deleted aliases are purged after this (default 30 days).
+    pub deleted_alias_retention: Duration,
+    /// Delivery events are kept this long (default 90 days).
+    pub event_retention: Duration,
+    /// Per-day usage rows older than this are rolled up per month (default 400 days).
+    pub usage_daily_retention: Duration,
+    /// How often hosted domains' DNS is re-checked (default 6 hours).
+    pub dns_recheck_interval: Duration,
+}
+
+/// A secret value: never printed (`Debug` shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file the operator made (`*_file` keys).
+    File(PathBuf),
+    /// An environment variable (its value, redacted).
+    Env(&'static str, Secret),
+    /// Generated on first start into the data directory (development).
+    Generated(PathBuf),
+}
+
+impl SecretSource {
+    /// How the source is shown by `check-config` (never the value).
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::File(p) => format!("file {}", p.display()),
+            SecretSource::Env(name, _) => format!("environment {name} (<redacted>)"),
+            SecretSource::Generated(p) => format!("generated {}", p.display()),
+        }
+    }
+}
+
+/// Command-line flags, which win over the environment and the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, table: &mut toml::Table) {
+        let mut set = |section: Option<&str>, key: &str, value: String| {
+            let target = match section {
+                None => &mut *table,
+                Some(name) => {
+                    let entry = table
+                        .entry(name.to_owned())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    if !entry.is_table() {
+                        *entry = toml::Value::Table(toml::Table::new());
+                    }
+                    match entry.as_table_mut() {
+                        Some(t) => t,
+                        None => return,
+                    }
+                }
+            };
+            target.insert(key.to_owned(), toml::Value::String(value));
+        };
+        if let Some(p) = &self.profile {
+            set(None, "profile", p.clone());
+        }
+        if let Some(d) = &self.data_dir {
+            set(None, "data_dir", d.display().to_string());
+        }
+        if let Some(f) = &self.log_format {
+            set(Some("log"), "format", f.clone());
+        }
+        if let Some(l) = &self.log_level {
+            set(Some("log"), "level", l.clone());
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `profile`.
+    pub profile: Profile,
+    /// `[log] format`.
+    pub log_format: LogFormat,
+    /// `[log] level`: a tracing filter directive (`info`, `smtpy=debug`).
+    pub log_level: String,
+    /// `[features]`.
+    pub features: FeatureValues,
+    /// `[jobs]`.
+    pub jobs: JobSettings,
+    /// The key sealing DKIM private keys and TOTP secrets at rest.
+    pub secret_key: SecretSource,
+    /// The SRS secret.
+    pub srs_secret: SecretSource,
+    /// `SMTPY_RELAY_PASSWORD`, when the smarthost password comes from the environment.
+    pub relay_password_env: Option<Secret>,
     pub hostname: String,
     pub data_dir: PathBuf,
     pub listen: Vec<SocketAddr>,
@@ -243,7 +485,6 @@ pub struct Config {
     pub expire: Duration,
     pub lease: Duration,
     pub concurrency: usize,
-    pub srs_secret_file: Option<PathBuf>,
     pub srs_domain: String,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -461,6 +702,21 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+/// `90s`, `5m`, `2h`, `7d`: the largest unit that divides the duration.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= size && secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
 /// A TOML value from an environment variable: arrays, numbers and booleans
 /// as TOML; anything else as a string.
 fn env_value(text: &str) -> toml::Value {
@@ -501,15 +757,34 @@ fn apply_env(
     Ok(())
 }
 
+/// Secret values from the environment (`SECRET_ENVS`), by name.
+type EnvSecrets = BTreeMap<&'static str, String>;
+
 impl Config {
     /// Reads `file` (if any), applies the environment, validates.
+    #[allow(dead_code)]
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::load_from(file, std::env::vars())
+        Self::load_with(file, &Overrides::default())
+    }
+
+    /// [`load`](Self::load), then the command-line flags on top.
+    pub fn load_with(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with_from(file, overrides, std::env::vars())
     }
 
     /// [`load`](Self::load) with explicit environment variables (tests).
+    #[allow(dead_code)]
     pub fn load_from(
         file: Option<&Path>,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Self::load_with_from(file, &Overrides::default(), vars)
+    }
+
+    /// Everything explicit: file, flags, environment.
+    pub fn load_with_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
         vars: impl Iterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let mut table = match file {
@@ -530,19 +805,348 @@ impl Config {
             None => toml::Table::new(),
         };
         let vars: Vec<(String, String)> = vars.collect();
-        let env_token = vars
-            .iter()
-            .find(|(k, v)| k == BOOTSTRAP_TOKEN_ENV && !v.trim().is_empty())
-            .map(|(_, v)| v.clone());
+        let mut secrets = EnvSecrets::new();
+        for name in SECRET_ENVS {
+            if let Some((_, v)) = vars.iter().find(|(k, v)| k == name && !v.trim().is_empty()) {
+                secrets.insert(name, v.trim().to_owned());
+            }
+        }
         apply_env(&mut table, vars.into_iter())?;
+        overrides.apply(&mut table);
         let raw: Raw = Raw::deserialize(toml::Value::Table(table)).map_err(|e| {
             let msg = e.to_string();
             err("config", msg.trim().replace('\n', " "))
         })?;
-        Self::validate(raw, env_token)
+        let config = Self::validate(raw, secrets)?;
+        if config.profile == Profile::Production {
+            let problems = config.production_problems();
+            match problems.len() {
+                0 => {}
+                1 => {
+                    return Err(problems
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| err("profile", "")));
+                }
+                n => {
+                    let mut text = format!("the production profile refuses {n} settings:");
+                    for p in &problems {
+                        text.push_str(&format!("\n  - {}: {}", p.key, p.problem));
+                    }
+                    return Err(err(&problems[0].key, text));
+                }
+            }
+        }
+        Ok(config)
     }
 
-    fn validate(raw: Raw, env_token: Option<String>) -> Result<Config, ConfigError> {
+    /// The effective configuration as TOML, for `check-config`: every key
+    /// with its value after defaults, environment and flags. Secrets are
+    /// shown by source (`file …`, `environment … (<redacted>)`), never by
+    /// value, and a store URL's password is masked.
+    pub fn render(&self) -> String {
+        use toml::Value as V;
+        fn s(v: impl ToString) -> V {
+            V::String(v.to_string())
+        }
+        fn d(v: Duration) -> V {
+            V::String(format_duration(v))
+        }
+        fn n(v: impl TryInto<i64>) -> V {
+            V::Integer(v.try_into().unwrap_or(i64::MAX))
+        }
+        fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> V {
+            V::Array(items.into_iter().map(|i| s(i)).collect())
+        }
+        fn opt<T: std::fmt::Display>(v: &Option<T>) -> V {
+            v.as_ref().map_or_else(|| s("(not set)"), |x| s(x))
+        }
+        fn path(v: &Option<PathBuf>) -> V {
+            v.as_ref()
+                .map_or_else(|| s("(not set)"), |p| s(p.display()))
+        }
+        let mut t = toml::Table::new();
+        let mut section = |name: &str, entries: Vec<(&str, V)>| {
+            let mut table = toml::Table::new();
+            for (k, v) in entries {
+                table.insert(k.to_owned(), v);
+            }
+            t.insert(name.to_owned(), V::Table(table));
+        };
+        section(
+            "smtp",
+            vec![
+                ("listen", list(&self.listen)),
+                ("max_message_size", n(self.max_message_size as u64)),
+                ("max_recipients", n(self.max_recipients as u64)),
+                ("postmaster", opt(&self.postmaster)),
+                ("max_connections", n(self.max_connections as u64)),
+                (
+                    "max_connections_per_ip",
+                    n(self.max_connections_per_ip as u64),
+                ),
+                (
+                    "connections_per_minute_per_ip",
+                    n(self.connections_per_minute_per_ip),
+                ),
+                ("limit_exempt", list(&self.limit_exempt)),
+            ],
+        );
+        section(
+            "store",
+            vec![
+                ("url", s(crate::run::redact(&self.store_url))),
+                ("cache_size", n(self.store_cache_size as u64)),
+            ],
+        );
+        let relay = match &self.relay {
+            Relay::Mx => "(direct MX)".to_owned(),
+            Relay::Smarthost { host, port, scheme } => {
+                let scheme = match scheme {
+                    RelayScheme::Opportunistic => "smtp",
+                    RelayScheme::StartTls => "smtp+starttls",
+                    RelayScheme::Implicit => "smtps",
+                };
+                format!("{scheme}://{host}:{port}")
+            }
+        };
+        let relay_password = match (&self.relay_password_file, &self.relay_password_env) {
+            (_, Some(_)) => format!("environment {RELAY_PASSWORD_ENV} (<redacted>)"),
+            (Some(p), None) => format!("file {}", p.display()),
+            (None, None) => "(not set)".to_owned(),
+        };
+        section(
+            "delivery",
+            vec![
+                ("relay", s(relay)),
+                ("relay_username", opt(&self.relay_username)),
+                ("relay_password", s(relay_password)),
+                (
+                    "routes",
+                    list(self.routes.iter().map(|(d, t)| format!("{d} -> {t}"))),
+                ),
+                (
+                    "retry",
+                    V::Array(self.retry.iter().map(|r| d(*r)).collect()),
+                ),
+                ("expire", d(self.expire)),
+                ("lease", d(self.lease)),
+                ("concurrency", n(self.concurrency as u64)),
+            ],
+        );
+        section(
+            "srs",
+            vec![
+                ("secret", s(self.srs_secret.describe())),
+                ("domain", s(&self.srs_domain)),
+            ],
+        );
+        section("secrets", vec![("key", s(self.secret_key.describe()))]);
+        section(
+            "tls",
+            vec![
+                ("cert_file", path(&self.tls_cert_file)),
+                ("key_file", path(&self.tls_key_file)),
+            ],
+        );
+        section(
+            "auth",
+            vec![
+                ("enabled", V::Boolean(self.auth_enabled)),
+                ("dns_records_file", path(&self.auth_dns_records_file)),
+            ],
+        );
+        section(
+            "dkim",
+            vec![
+                (
+                    "algorithms",
+                    list(self.dkim_algorithms.iter().map(|a| match a {
+                        smtpy::core::model::DkimAlgorithm::Ed25519 => "ed25519",
+                        _ => "rsa",
+                    })),
+                ),
+                ("delegate_to", opt(&self.dkim_delegate_to)),
+                ("publish_delay", d(self.dkim_publish_delay)),
+                ("grace", d(self.dkim_grace)),
+            ],
+        );
+        let l = &self.limits;
+        section(
+            "limits",
+            vec![
+                ("enabled", V::Boolean(self.limits_enabled)),
+                ("shared", V::Boolean(self.limits_shared)),
+                ("ip_messages_per_hour", n(l.ip_messages_per_hour)),
+                ("alias_messages_per_hour", n(l.alias_messages_per_hour)),
+                ("user_forwards_per_day", n(l.user_forwards_per_day)),
+                ("user_replies_per_day", n(l.user_replies_per_day)),
+                ("user_aliases_per_hour", n(l.user_aliases_per_hour)),
+                (
+                    "sender_domain_messages_per_hour",
+                    n(l.sender_domain_messages_per_hour),
+                ),
+            ],
+        );
+        section(
+            "bounces",
+            vec![
+                ("window", d(self.bounce_window)),
+                ("alias_hard", n(self.bounce_alias_hard)),
+                ("mailbox_hard", n(self.bounce_mailbox_hard)),
+            ],
+        );
+        section(
+            "notify",
+            vec![
+                ("enabled", V::Boolean(self.notify_enabled)),
+                ("from", s(&self.notify_from)),
+                ("templates_dir", path(&self.notify_templates_dir)),
+                ("base_url", opt(&self.notify_base_url)),
+            ],
+        );
+        section("aliases", vec![("sender_format", s(&self.sender_format))]);
+        let h = &self.http;
+        section(
+            "http",
+            vec![
+                ("enabled", V::Boolean(h.enabled)),
+                ("listen", s(h.listen)),
+                ("public_url", opt(&h.public_url)),
+                ("tls", V::Boolean(h.tls)),
+                ("cors_origins", list(&h.cors_origins)),
+                (
+                    "bootstrap_token",
+                    s(if h.bootstrap_token_hash.is_some() {
+                        "set (<redacted>)"
+                    } else {
+                        "(not set)"
+                    }),
+                ),
+                ("token_key_file", path(&h.token_key_file)),
+                ("ready_queue_backlog", n(h.ready_queue_backlog)),
+                (
+                    "api_key_requests_per_minute",
+                    n(h.api_key_requests_per_minute),
+                ),
+                ("trusted_proxies", list(&h.trusted_proxies)),
+            ],
+        );
+        section(
+            "log",
+            vec![
+                ("format", s(self.log_format.as_str())),
+                ("level", s(&self.log_level)),
+            ],
+        );
+        let f = &self.features;
+        section(
+            "features",
+            vec![
+                ("registration", V::Boolean(f.registration)),
+                ("replies", V::Boolean(f.replies)),
+                ("send_from_alias", V::Boolean(f.send_from_alias)),
+                ("auto_create", V::Boolean(f.auto_create)),
+            ],
+        );
+        let j = &self.jobs;
+        section(
+            "jobs",
+            vec![
+                ("enabled", V::Boolean(j.enabled)),
+                ("deleted_alias_retention", d(j.deleted_alias_retention)),
+                ("event_retention", d(j.event_retention)),
+                ("usage_daily_retention", d(j.usage_daily_retention)),
+                ("dns_recheck_interval", d(j.dns_recheck_interval)),
+            ],
+        );
+        let head = format!(
+            "# effective configuration (profile {}); secrets are shown by source only\nprofile = \"{}\"\nhostname = \"{}\"\ndata_dir = \"{}\"\n\n",
+            self.profile.as_str(),
+            self.profile.as_str(),
+            self.hostname,
+            self.data_dir.display()
+        );
+        head + &toml::to_string(&t).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// What the production profile refuses in this configuration (each
+    /// with the key and the fix). Empty when it would start.
+    pub fn production_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.tls_cert_file.is_none() {
+            problems.push(err(
+                "tls.cert_file",
+                "production needs a real certificate for STARTTLS (no self-signed fallback); example: [tls] cert_file = \"/etc/smtpy/fullchain.pem\", key_file = \"/etc/smtpy/privkey.pem\"",
+            ));
+        }
+        if matches!(self.srs_secret, SecretSource::Generated(_)) {
+            problems.push(err(
+                "srs.secret_file",
+                format!("production needs the SRS secret from the operator (shared by every instance): set [srs] secret_file = \"/etc/smtpy/srs.key\" or {SRS_SECRET_ENV} (base64 of 32 random bytes: openssl rand -base64 32)"),
+            ));
+        }
+        if matches!(self.secret_key, SecretSource::Generated(_)) {
+            problems.push(err(
+                "secrets.key_file",
+                format!("production needs the key that seals DKIM private keys at rest from the operator (shared by every instance): set [secrets] key_file = \"/etc/smtpy/secret.key\" or {SECRET_KEY_ENV} (base64 of 32 random bytes: openssl rand -base64 32)"),
+            ));
+        }
+        if self.features.registration && !self.limits_enabled {
+            problems.push(err(
+                "features.registration",
+                "open registration with [limits] enabled = false lets anyone create accounts that forward without limits; set [limits] enabled = true or registration = false",
+            ));
+        }
+        if !self.http.tls && self.http.enabled && !self.http.listen.ip().is_loopback() {
+            problems.push(err(
+                "http.listen",
+                format!("the API listens on {} without TLS: passwords and keys would cross the network in clear; put a TLS proxy in front and set [http] tls = true, or listen = \"127.0.0.1:8080\"", self.http.listen),
+            ));
+        }
+        if self.auth_dns_records_file.is_some() {
+            problems.push(err(
+                "auth.dns_records_file",
+                "answers SPF/DKIM/DMARC lookups from a file (a test seam); remove it in production so the real DNS is asked",
+            ));
+        }
+        problems
+    }
+
+    fn validate(raw: Raw, secrets: EnvSecrets) -> Result<Config, ConfigError> {
+        let env_token = secrets.get(BOOTSTRAP_TOKEN_ENV).cloned();
+        let profile = match raw.profile.as_deref() {
+            None => Profile::Development,
+            Some(p) => Profile::parse(p).ok_or_else(|| {
+                err(
+                    "profile",
+                    format!("{p:?} is not a profile; example: profile = \"production\" (or \"development\")"),
+                )
+            })?,
+        };
+        let log_format = match raw.log.format.as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(err(
+                    "log.format",
+                    format!(
+                        "{other:?} is not a log format; example: format = \"json\" (or \"pretty\")"
+                    ),
+                ));
+            }
+        };
+        let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err()
+            || log_level.trim().is_empty()
+        {
+            return Err(err(
+                "log.level",
+                format!(
+                    "{log_level:?} is not a log filter; examples: level = \"info\", level = \"warn,smtpy_smtp=debug\""
+                ),
+            ));
+        }
         let hostname = raw.hostname.unwrap_or_else(|| "localhost".into());
         smtpy::core::address::DomainName::parse(&hostname).map_err(|e| {
             err(
@@ -736,10 +1340,21 @@ impl Config {
                 "must be between 1 and 1024; example: concurrency = 32",
             ));
         }
-        if raw.delivery.relay_username.is_some() != raw.delivery.relay_password_file.is_some() {
+        let relay_password_env = secrets.get(RELAY_PASSWORD_ENV).cloned().map(Secret);
+        if raw.delivery.relay_password_file.is_some() && relay_password_env.is_some() {
+            return Err(err(
+                "delivery.relay_password_file",
+                format!("set either relay_password_file or {RELAY_PASSWORD_ENV}, not both"),
+            ));
+        }
+        let has_password =
+            raw.delivery.relay_password_file.is_some() || relay_password_env.is_some();
+        if raw.delivery.relay_username.is_some() != has_password {
             return Err(err(
                 "delivery.relay_username",
-                "relay_username and relay_password_file go together",
+                format!(
+                    "relay_username goes with a password: relay_password_file or {RELAY_PASSWORD_ENV}"
+                ),
             ));
         }
         let srs_domain = raw.srs.domain.unwrap_or_else(|| hostname.clone());
@@ -873,8 +1488,98 @@ impl Config {
                 "at most 200 characters on one line; example: sender_format = \"{name} via smtpy\"",
             ));
         }
-        let http = http_settings(raw.http, env_token)?;
+        let mut http = http_settings(raw.http, env_token)?;
+        let registration = match (raw.features.registration, http.open_registration) {
+            (Some(f), true) if !f => {
+                return Err(err(
+                    "features.registration",
+                    "contradicts [http] open_registration = true; keep only [features] registration",
+                ));
+            }
+            (Some(f), _) => f,
+            (None, h) => h,
+        };
+        http.open_registration = registration;
+        let features = FeatureValues {
+            registration,
+            replies: raw.features.replies.unwrap_or(true),
+            send_from_alias: raw.features.send_from_alias.unwrap_or(true),
+            auto_create: raw.features.auto_create.unwrap_or(true),
+        };
+        let at_least_a_minute = |key: &str, value: Option<String>, default: Duration| {
+            duration(key, value, default).and_then(|d| {
+                if d < Duration::from_secs(60) {
+                    Err(err(
+                        key,
+                        format!(
+                            "must be at least 1m; example: {} = \"{}\"",
+                            key.rsplit('.').next().unwrap_or(key),
+                            if key.ends_with("interval") {
+                                "6h"
+                            } else {
+                                "30d"
+                            }
+                        ),
+                    ))
+                } else {
+                    Ok(d)
+                }
+            })
+        };
+        let jobs = JobSettings {
+            enabled: raw.jobs.enabled.unwrap_or(true),
+            deleted_alias_retention: at_least_a_minute(
+                "jobs.deleted_alias_retention",
+                raw.jobs.deleted_alias_retention,
+                Duration::from_secs(30 * 86_400),
+            )?,
+            event_retention: at_least_a_minute(
+                "jobs.event_retention",
+                raw.jobs.event_retention,
+                Duration::from_secs(90 * 86_400),
+            )?,
+            usage_daily_retention: at_least_a_minute(
+                "jobs.usage_daily_retention",
+                raw.jobs.usage_daily_retention,
+                Duration::from_secs(400 * 86_400),
+            )?,
+            dns_recheck_interval: at_least_a_minute(
+                "jobs.dns_recheck_interval",
+                raw.jobs.dns_recheck_interval,
+                Duration::from_secs(6 * 3600),
+            )?,
+        };
+        let secret_key = match (raw.secrets.key_file, secrets.get(SECRET_KEY_ENV)) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "secrets.key_file",
+                    format!("set either key_file or {SECRET_KEY_ENV}, not both"),
+                ));
+            }
+            (Some(f), None) => SecretSource::File(PathBuf::from(f)),
+            (None, Some(v)) => SecretSource::Env(SECRET_KEY_ENV, Secret(v.clone())),
+            (None, None) => SecretSource::Generated(data_dir.join("secret.key")),
+        };
+        let srs_secret = match (&raw.srs.secret_file, secrets.get(SRS_SECRET_ENV)) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "srs.secret_file",
+                    format!("set either secret_file or {SRS_SECRET_ENV}, not both"),
+                ));
+            }
+            (Some(f), None) => SecretSource::File(PathBuf::from(f)),
+            (None, Some(v)) => SecretSource::Env(SRS_SECRET_ENV, Secret(v.clone())),
+            (None, None) => SecretSource::Generated(data_dir.join("srs.key")),
+        };
         Ok(Config {
+            profile,
+            log_format,
+            log_level,
+            features,
+            jobs,
+            secret_key,
+            srs_secret,
+            relay_password_env,
             hostname,
             data_dir,
             listen,
@@ -895,7 +1600,6 @@ impl Config {
             expire,
             lease,
             concurrency: concurrency as usize,
-            srs_secret_file: raw.srs.secret_file.map(PathBuf::from),
             srs_domain,
             tls_cert_file: raw.tls.cert_file.map(PathBuf::from),
             tls_key_file: raw.tls.key_file.map(PathBuf::from),

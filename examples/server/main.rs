@@ -78,7 +78,7 @@ fn main() -> ExitCode {
             Command::Serve => run::serve(config).await,
             Command::Admin { what } => admin::run(&config, what).await,
             Command::CheckConfig => {
-                println!("{config:#?}");
+                print!("{}", config.render());
                 Ok(())
             }
         }

@@ -30,16 +30,18 @@ use crate::run::{Failure, read_or_create_secret, write_secret};
 /// The operator's key sealing DKIM private keys at rest: from
 /// `data_dir/secret.key`, generated on first start (mode 0600).
 pub fn keyring(config: &Config) -> Result<Keyring, Failure> {
-    let path = config.data_dir.join("secret.key");
-    let text = read_or_create_secret(&path, || {
-        SecretKey::generate("k1")
-            .map(|k| k.to_base64())
-            .map_err(|e| Failure::Runtime(format!("cannot generate the secret key: {e}")))
-    })?;
+    let text = match &config.secret_key {
+        crate::config::SecretSource::Generated(path) => read_or_create_secret(path, || {
+            SecretKey::generate("k1")
+                .map(|k| k.to_base64())
+                .map_err(|e| Failure::Runtime(format!("cannot generate the secret key: {e}")))
+        })?,
+        other => crate::run::secret_text(other, "secrets.key_file")?,
+    };
     let key = SecretKey::from_base64("k1", text.trim()).map_err(|e| {
         Failure::Usage(format!(
-            "{}: {e} (expected base64 of a 32-byte key)",
-            path.display()
+            "secret key ({}): {e} (expected base64 of a 32-byte key)",
+            config.secret_key.describe()
         ))
     })?;
     Ok(Keyring::new(key))

@@ -20,7 +20,7 @@ use smtpy_smtp::transport::{
 };
 use tokio::sync::watch;
 
-use crate::config::{Config, Relay, RelayScheme};
+use crate::config::{Config, Relay, RelayScheme, SecretSource};
 
 /// How a command failed: `Usage` exits 2, `Runtime` exits 1.
 #[derive(Debug)]
@@ -85,34 +85,29 @@ pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn Queu
     ))
 }
 
-/// The SRS key: from `srs.secret_file`, or generated once into the data
-/// directory (readable only by the owner) so bounce addresses stay valid
-/// across restarts.
-pub fn srs_key(config: &Config) -> Result<SrsKey, Failure> {
-    let path = config
-        .srs_secret_file
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("srs.key"));
-    if !path.exists() && config.srs_secret_file.is_none() {
-        let key = ring_random_32()?;
-        write_secret(
-            &path,
-            base64::engine::general_purpose::STANDARD
-                .encode(key)
-                .as_bytes(),
-        )?;
-        tracing::info!(path = %path.display(), "generated a new SRS secret");
+/// The text of a secret: the operator's file, the environment, or (in
+/// development) a file generated once into the data directory, readable
+/// only by the owner, so it stays the same across restarts.
+pub fn secret_text(source: &SecretSource, key: &str) -> Result<String, Failure> {
+    match source {
+        SecretSource::Env(_, value) => Ok(value.expose().to_owned()),
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(format!("{key}: cannot read {}: {e}", path.display()))),
+        SecretSource::Generated(path) => read_or_create_secret(path, || {
+            Ok(base64::engine::general_purpose::STANDARD.encode(ring_random_32()?))
+        }),
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Failure::Usage(format!(
-            "srs.secret_file: cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
+}
+
+/// The SRS key: from `srs.secret_file`, `SMTPY_SRS_SECRET`, or generated
+/// once into the data directory so bounce addresses stay valid across
+/// restarts.
+pub fn srs_key(config: &Config) -> Result<SrsKey, Failure> {
+    let text = secret_text(&config.srs_secret, "srs.secret_file")?;
     SrsKey::from_base64('a', text.trim()).map_err(|e| {
         Failure::Usage(format!(
-            "srs.secret_file: {}: {e} (expected base64 of 32 random bytes)",
-            path.display()
+            "srs secret ({}): {e} (expected base64 of 32 random bytes)",
+            config.srs_secret.describe()
         ))
     })
 }
@@ -180,14 +175,21 @@ fn transport(config: &Config) -> Result<Arc<dyn Transport>, Failure> {
             let mut relay = RelayConfig::new(host.clone(), *port, config.hostname.clone())
                 .tls_mode(mode)
                 .pool(pool);
-            if let (Some(user), Some(file)) = (&config.relay_username, &config.relay_password_file)
-            {
-                let password = std::fs::read_to_string(file).map_err(|e| {
-                    Failure::Usage(format!(
-                        "delivery.relay_password_file: cannot read {}: {e}",
-                        file.display()
-                    ))
-                })?;
+            if let Some(user) = &config.relay_username {
+                let password = match (&config.relay_password_file, &config.relay_password_env) {
+                    (_, Some(secret)) => secret.expose().to_owned(),
+                    (Some(file), None) => std::fs::read_to_string(file).map_err(|e| {
+                        Failure::Usage(format!(
+                            "delivery.relay_password_file: cannot read {}: {e}",
+                            file.display()
+                        ))
+                    })?,
+                    (None, None) => {
+                        return Err(Failure::Usage(
+                            "delivery.relay_username: no password configured".into(),
+                        ));
+                    }
+                };
                 relay = relay.credentials(RelayCredentials::new(
                     user.clone(),
                     password.trim_end().to_owned(),
@@ -396,7 +398,7 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
 }
 
 /// A store URL without its password, for logs.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
