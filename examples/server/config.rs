@@ -705,12 +705,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// `90s`, `5m`, `2h`, `7d`: the largest unit that divides the duration.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let secs = d.as_secs();
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size && secs % size == 0 {
+        if secs >= size && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }
@@ -859,7 +859,7 @@ impl Config {
             V::Array(items.into_iter().map(|i| s(i)).collect())
         }
         fn opt<T: std::fmt::Display>(v: &Option<T>) -> V {
-            v.as_ref().map_or_else(|| s("(not set)"), |x| s(x))
+            v.as_ref().map_or_else(|| s("(not set)"), |x| s(x.to_string()))
         }
         fn path(v: &Option<PathBuf>) -> V {
             v.as_ref()
