@@ -859,7 +859,8 @@ impl Config {
             V::Array(items.into_iter().map(|i| s(i)).collect())
         }
         fn opt<T: std::fmt::Display>(v: &Option<T>) -> V {
-            v.as_ref().map_or_else(|| s("(not set)"), |x| s(x.to_string()))
+            v.as_ref()
+                .map_or_else(|| s("(not set)"), |x| s(x.to_string()))
         }
         fn path(v: &Option<PathBuf>) -> V {
             v.as_ref()

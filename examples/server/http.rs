@@ -10,7 +10,7 @@ use base64::Engine as _;
 use smtpy::core::Store;
 use smtpy::core::dns::Dns;
 use smtpy::core::ids::UserId;
-use smtpy::core::limits::{LimitPolicy, Limits, RateLimiter};
+use smtpy::core::limits::{Limits, RateLimiter};
 use smtpy::core::metrics::Metrics;
 use smtpy::core::notify::Notification;
 use smtpy::core::reverse::ReverseAliases;
@@ -133,7 +133,8 @@ pub struct Shared<'a> {
     pub metrics: &'a Arc<Metrics>,
     pub keyring: &'a Arc<Keyring>,
     pub srs_key: &'a SrsKey,
-    pub limits: Option<(Arc<dyn RateLimiter>, LimitPolicy)>,
+    /// The mail path's limiter and the API's own [`Limits`] over it.
+    pub limits: Option<(Arc<dyn RateLimiter>, Arc<Limits>)>,
     pub policy: &'a Arc<MailPolicy>,
     pub wake: Arc<Notify>,
     pub readiness: Readiness,
@@ -150,11 +151,9 @@ pub fn state(s: Shared<'_>) -> Result<ApiState, Failure> {
         .with_dns(dns(config)?)
         .with_queue(Arc::clone(s.queue))
         .with_readiness(s.readiness);
-    if let Some((limiter, policy)) = s.limits {
+    if let Some((limiter, limits)) = s.limits {
         // The same limiter: limits shared between instances stay shared.
-        state = state
-            .with_limits(Arc::new(Limits::new(Arc::clone(&limiter), policy)))
-            .with_limiter(limiter);
+        state = state.with_limits(limits).with_limiter(limiter);
     }
     if config.notify_enabled {
         state = state.with_outbox(Arc::new(MailOutbox {

@@ -17,6 +17,7 @@ mod admin;
 mod config;
 mod http;
 mod policy;
+mod reload;
 mod run;
 
 use std::path::PathBuf;
@@ -75,7 +76,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => run::serve(config).await,
+            Command::Serve => {
+                let source = reload::ConfigSource {
+                    file: cli.config.clone(),
+                    overrides: config::Overrides::default(),
+                };
+                run::serve(config, source).await
+            }
             Command::Admin { what } => admin::run(&config, what).await,
             Command::CheckConfig => {
                 print!("{}", config.render());

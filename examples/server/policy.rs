@@ -257,7 +257,6 @@ pub fn limits(
     if !config.limits_enabled {
         return None;
     }
-    let l = &config.limits;
     let limiter: Arc<dyn RateLimiter> = if config.limits_shared {
         Arc::new(StoreLimiter::new(
             Arc::clone(store) as Arc<dyn smtpy::core::store::RateLimitStore>,
@@ -266,15 +265,21 @@ pub fn limits(
     } else {
         Arc::new(LocalLimiter::new(Arc::new(SystemClock)))
     };
-    let limit_policy = LimitPolicy {
+    let limit_policy = limit_policy(config);
+    Some((limiter, limit_policy))
+}
+
+/// `[limits]` as the mail path's policy (what a reload replaces).
+pub fn limit_policy(config: &Config) -> LimitPolicy {
+    let l = &config.limits;
+    LimitPolicy {
         ip_messages: Quota::per_hour(l.ip_messages_per_hour).ok(),
         alias_messages_per_hour: l.alias_messages_per_hour,
         user_forwards_per_day: l.user_forwards_per_day,
         user_replies_per_day: l.user_replies_per_day,
         user_aliases_per_hour: l.user_aliases_per_hour,
         sender_domain_messages: Quota::per_hour(l.sender_domain_messages_per_hour).ok(),
-    };
-    Some((limiter, limit_policy))
+    }
 }
 
 /// Loads the active DKIM keys of every hosted domain into `signer`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use smtpy::core::Store;
 use smtpy::core::address::DomainName;
+use smtpy::core::limits::Limits;
 use smtpy::core::srs::{Srs, SrsKey};
 use smtpy::core::store::QueueStore;
 use smtpy::core::time::{Clock, SystemClock};
@@ -235,7 +236,7 @@ async fn termination() {
     }
 }
 
-pub async fn serve(config: Config) -> Result<(), Failure> {
+pub async fn serve(config: Config, source: crate::reload::ConfigSource) -> Result<(), Failure> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::Runtime(format!(
             "data_dir: cannot create {}: {e}",
@@ -255,15 +256,19 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     // One set of metrics for SMTP, delivery and the API's /metrics.
     let metrics = Arc::new(smtpy::core::metrics::Metrics::new());
     let readiness = smtpy_http::Readiness::new().expecting_smtp();
-    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+    let (tls, cert_reloader) = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => {
-            tls::from_pem_files(cert, key).map_err(|e| Failure::Usage(format!("tls: {e}")))?
+            let (acceptor, reloader) = tls::reloadable_from_pem_files(cert, key)
+                .map_err(|e| Failure::Usage(format!("tls: {e}")))?;
+            (acceptor, Some(reloader))
         }
         _ => {
             tracing::warn!(
                 "no [tls] certificate configured: STARTTLS uses a generated self-signed certificate (development only)"
             );
-            tls::self_signed(&config.hostname).map_err(|e| Failure::Runtime(format!("tls: {e}")))?
+            let acceptor = tls::self_signed(&config.hostname)
+                .map_err(|e| Failure::Runtime(format!("tls: {e}")))?;
+            (acceptor, None)
         }
     };
 
@@ -334,6 +339,21 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
         tracing::info!(%addr, "SMTP listening");
         listeners.push(l);
     }
+    let api_limits = limits.as_ref().map(|(limiter, policy)| {
+        (
+            Arc::clone(limiter),
+            Arc::new(Limits::new(Arc::clone(limiter), policy.clone())),
+        )
+    });
+    let reloadable = crate::reload::Reloadable {
+        source,
+        current: config.clone(),
+        mail_policy: Arc::clone(&policy),
+        api_limits: api_limits.as_ref().map(|(_, l)| Arc::clone(l)),
+        tls: cert_reloader,
+        set_log_level: Box::new(|_level: &str| Err("the log level is fixed at start".to_owned())),
+        set_features: Box::new(|_features: &crate::config::FeatureValues| {}),
+    };
     let api = if config.http.enabled {
         let state = crate::http::state(crate::http::Shared {
             config: &config,
@@ -343,7 +363,7 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
             metrics: &metrics,
             keyring: &keyring,
             srs_key: &srs_key,
-            limits,
+            limits: api_limits,
             policy: &policy,
             wake: worker.waker(),
             readiness: readiness.clone(),
@@ -381,7 +401,8 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
             }
         })
     };
-    tracing::info!(hostname = %config.hostname, store = %redact(&config.store_url), "smtpy running");
+    let reload = tokio::spawn(reloadable.run());
+    tracing::info!(hostname = %config.hostname, store = %redact(&config.store_url), profile = config.profile.as_str(), "smtpy running");
     termination().await;
     tracing::info!("shutting down: refusing new connections, finishing transactions");
     readiness.set_smtp_listening(false);
@@ -393,6 +414,7 @@ pub async fn serve(config: Config) -> Result<(), Failure> {
     let _ = stop_worker.send(true);
     worker.join().await;
     rotation.abort();
+    reload.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -622,7 +622,7 @@ impl DenialCounts {
 /// happen (e.g. per accepted recipient), not speculatively.
 pub struct Limits {
     limiter: Arc<dyn RateLimiter>,
-    policy: LimitPolicy,
+    policy: std::sync::RwLock<LimitPolicy>,
     denials: [AtomicU64; 6],
     limiter_errors: AtomicU64,
 }
@@ -631,7 +631,7 @@ impl fmt::Debug for Limits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limits")
             .field("limiter", &self.limiter)
-            .field("policy", &self.policy)
+            .field("policy", &self.policy())
             .field("denials", &self.denials())
             .finish()
     }
@@ -643,7 +643,7 @@ impl Limits {
     pub fn new(limiter: Arc<dyn RateLimiter>, policy: LimitPolicy) -> Self {
         Limits {
             limiter,
-            policy,
+            policy: std::sync::RwLock::new(policy),
             denials: Default::default(),
             limiter_errors: AtomicU64::new(0),
         }
@@ -651,8 +651,21 @@ impl Limits {
 
     /// The policy in force.
     #[must_use]
-    pub fn policy(&self) -> &LimitPolicy {
-        &self.policy
+    pub fn policy(&self) -> LimitPolicy {
+        self.policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the policy (say on a configuration reload). Checks started
+    /// afterwards use it; the limiter's state (what was spent) is kept, so a
+    /// lowered limit applies at once to keys that already spent more.
+    pub fn set_policy(&self, policy: LimitPolicy) {
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
     }
 
     /// One message from client `ip` (`ip:<address>`, IPv6 per /64), under
@@ -662,7 +675,7 @@ impl Limits {
     ///
     /// [`Denial`] `450 4.7.1` over the limit, `451 4.3.0` if the limiter failed.
     pub async fn ip_message(&self, ip: IpAddr) -> Result<(), Denial> {
-        match self.policy.ip_messages {
+        match self.policy().ip_messages {
             Some(quota) => self.spend(LimitScope::Ip, &ip_key(ip), &quota).await,
             None => Ok(()),
         }
@@ -678,7 +691,7 @@ impl Limits {
         let count = alias
             .limits
             .messages_per_hour
-            .unwrap_or(self.policy.alias_messages_per_hour);
+            .unwrap_or(self.policy().alias_messages_per_hour);
         let key = format!("alias:{}", alias.id);
         self.spend_count(LimitScope::Alias, &key, count, HOUR_MS)
             .await
@@ -695,7 +708,7 @@ impl Limits {
         let count = user
             .settings
             .forwards_per_day
-            .unwrap_or(self.policy.user_forwards_per_day);
+            .unwrap_or(self.policy().user_forwards_per_day);
         let key = format!("user-fwd:{}", user.id);
         self.spend_count(LimitScope::UserForwards, &key, count, DAY_MS)
             .await
@@ -712,7 +725,7 @@ impl Limits {
         let count = user
             .settings
             .replies_per_day
-            .unwrap_or(self.policy.user_replies_per_day);
+            .unwrap_or(self.policy().user_replies_per_day);
         let key = format!("user-reply:{}", user.id);
         self.spend_count(LimitScope::UserReplies, &key, count, DAY_MS)
             .await
@@ -729,7 +742,7 @@ impl Limits {
         let count = user
             .settings
             .aliases_per_hour
-            .unwrap_or(self.policy.user_aliases_per_hour);
+            .unwrap_or(self.policy().user_aliases_per_hour);
         let key = format!("user-alias:{}", user.id);
         self.spend_count(LimitScope::UserNewAliases, &key, count, HOUR_MS)
             .await
@@ -742,7 +755,7 @@ impl Limits {
     ///
     /// [`Denial`] `450 4.7.1` over the limit, `451 4.3.0` if the limiter failed.
     pub async fn sender_domain(&self, domain: &DomainName) -> Result<(), Denial> {
-        match self.policy.sender_domain_messages {
+        match self.policy().sender_domain_messages {
             Some(quota) => {
                 let key = format!("sender-domain:{}", domain.as_ascii());
                 self.spend(LimitScope::SenderDomain, &key, &quota).await

@@ -559,3 +559,27 @@ fn policy_deserialises_with_defaults() {
         "quotas are validated"
     );
 }
+
+#[tokio::test]
+async fn a_new_policy_applies_to_the_next_check_and_keeps_what_was_spent() {
+    for (name, limiter, _clock) in limiters() {
+        let limits = Limits::new(limiter, policy());
+        let a = alias(None);
+        // 2 per hour: two pass, the third is denied.
+        assert_eq!(passes(3, || limits.alias_message(&a)).await, 2, "{name}");
+        // Raised to 5 per hour: a fresh alias gets the new burst.
+        limits.set_policy(LimitPolicy {
+            alias_messages_per_hour: 5,
+            ..policy()
+        });
+        assert_eq!(limits.policy().alias_messages_per_hour, 5, "{name}");
+        let b = alias(None);
+        assert_eq!(passes(6, || limits.alias_message(&b)).await, 5, "{name}");
+        // Lowered to 1 per hour: what `a` spent still counts, so it is denied at once.
+        limits.set_policy(LimitPolicy {
+            alias_messages_per_hour: 1,
+            ..policy()
+        });
+        assert!(limits.alias_message(&a).await.is_err(), "{name}");
+    }
+}
