@@ -29,6 +29,9 @@ impl ConfigSource {
     }
 }
 
+/// Applies a new `[log] level` directive.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// What a reload can change, held by the running server.
 pub struct Reloadable {
     /// Where to read the configuration from.
@@ -42,7 +45,7 @@ pub struct Reloadable {
     /// The STARTTLS certificate, when it comes from files.
     pub tls: Option<CertReloader>,
     /// Applies a new `[log] level`.
-    pub set_log_level: Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>,
+    pub set_log_level: SetLogLevel,
     /// Applies new `[features]` values (when no admin choice is stored).
     pub set_features: Box<dyn Fn(&crate::config::FeatureValues) + Send + Sync>,
 }
