@@ -139,7 +139,7 @@ impl DeliveryWorker {
             // Everything logged for this attempt names the message.
             let span = tracing::info_span!(
                 "delivery",
-                message = %lease.message.id,
+                message_id = %lease.message.id,
                 correlation = %lease.message.correlation_id,
             );
             tasks.spawn(
