@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use smtpy_core::address::{DomainName, EmailAddress};
+use smtpy_core::bounce::BounceAddresses;
 use smtpy_core::memory::MemoryStore;
 use smtpy_core::model::{
     Alias, DeliveryEvent, Domain, EventFilter, EventKind, ForwardingRule, Mailbox, QueuedMessage,
     Role, User,
 };
+use smtpy_core::reverse::ReverseAliases;
 use smtpy_core::rules::blocklist_rule;
+use smtpy_core::srs::SrsKey;
 use smtpy_core::store::{
     Access, AliasStore, DomainStore, EventStore, MailboxStore, PageRequest, QueueStore, RuleStore,
     UserStore,
@@ -68,7 +71,13 @@ async fn world(rules: Vec<ForwardingRule>) -> World {
         r.owner = user.id;
         store.create_rule(&r).await.expect("rule");
     }
-    let policy = Arc::new(MailPolicy::default());
+    // Forwards leave with a signed bounce address, so DSNs come back to us.
+    let srs = SrsKey::generate('a').expect("srs key");
+    let mut policy = MailPolicy::default();
+    policy.reverse = Some(ReverseAliases::new(srs.clone()));
+    policy.bounces =
+        Some(BounceAddresses::new(DomainName::parse("mx.test").expect("d"), srs).expect("bounces"));
+    let policy = Arc::new(policy);
     let acceptor = Acceptor::new(store.clone(), store.clone(), Arc::clone(&clock), "mx.test")
         .with_policy(Arc::clone(&policy));
     let server = SmtpServer::new(SessionConfig::new("mx.test"), acceptor, clock);
@@ -90,6 +99,14 @@ async fn world(rules: Vec<ForwardingRule>) -> World {
 /// One SMTP transaction: EHLO, MAIL, RCPT, then DATA when RCPT was
 /// accepted. Returns the reply to each command.
 async fn transaction(port: u16, from: &str, to: &str) -> Vec<String> {
+    let message = format!(
+        "From: <{from}>\r\nTo: {to}\r\nSubject: hi\r\nMessage-ID: <c1@outside.test>\r\n\r\nHello.\r\n"
+    );
+    transaction_with(port, from, to, &message).await
+}
+
+/// [`transaction`] with `message` (CRLF lines, ending in CRLF) as the content.
+async fn transaction_with(port: u16, from: &str, to: &str, message: &str) -> Vec<String> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -118,10 +135,8 @@ async fn transaction(port: u16, from: &str, to: &str) -> Vec<String> {
     if out[2].starts_with("250") {
         w.write_all(b"DATA\r\n").await.expect("write");
         out.push(reply().await);
-        let message = format!(
-            "From: <{from}>\r\nTo: {to}\r\nSubject: hi\r\nMessage-ID: <c1@outside.test>\r\n\r\nHello.\r\n.\r\n"
-        );
         w.write_all(message.as_bytes()).await.expect("write");
+        w.write_all(b".\r\n").await.expect("write");
         out.push(reply().await);
     }
     w.write_all(b"QUIT\r\n").await.expect("write");
@@ -250,5 +265,38 @@ async fn a_block_at_rcpt_carries_the_id_the_message_would_have_had() {
     let (session, n) = id.split_once('.').expect("session.n");
     assert_eq!((session.len(), n), (32, "1"), "{id}");
     assert!(session.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let _ = w.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsn_coming_back_is_recorded_under_the_bounced_messages_correlation_id() {
+    let w = world(Vec::new()).await;
+    let replies = transaction(w.port, "bob@outside.test", "shop@alias.test").await;
+    assert!(replies[4].starts_with("250"), "{replies:?}");
+    let m = queued(&w.store).await.remove(0);
+    let bounce_address = m.reverse_path.as_ref().expect("bounce address").to_string();
+    assert!(bounce_address.starts_with("bounce="), "{bounce_address}");
+    // The mailbox's server bounces it later, in a session of its own.
+    let dsn = format!(
+        "From: MAILER-DAEMON@mail.test\r\nTo: {bounce_address}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n\
+         --b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mail.test\r\n\r\n\
+         Final-Recipient: rfc822; {MAILBOX}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n--b1--\r\n"
+    );
+    let replies = transaction_with(w.port, "", &bounce_address, &dsn).await;
+    assert!(replies[4].starts_with("250"), "{replies:?}");
+    let bounced = events(
+        &w,
+        EventFilter {
+            kinds: vec![EventKind::Bounced],
+            ..EventFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(bounced.len(), 1, "{bounced:#?}");
+    assert_eq!(bounced[0].message, Some(m.id));
+    assert_eq!(correlation(&bounced[0]), m.correlation_id);
     let _ = w.stop.send(true);
 }
