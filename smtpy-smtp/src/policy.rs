@@ -267,8 +267,9 @@ impl MailPolicy {
         if report.kind == MessageKind::Forward {
             disabled = self.apply_thresholds(store, report, now, &mut events).await;
         }
+        crate::server::stamp_correlation(&mut events, correlation_id);
         if let Err(e) = store.append_events(&events).await {
-            tracing::warn!(error = %e, "cannot record bounce events");
+            tracing::warn!(correlation = correlation_id, error = %e, "cannot record bounce events");
         }
         let owner = store.get_user(report.owner).await.ok()?;
         if !owner.settings.notify_bounces && !disabled.alias && !disabled.mailbox {

@@ -10,7 +10,11 @@ chooses the behaviour:
   spam-*       550 5.7.1 rejected as spam (a policy rejection)
   anything     250
 
-Stops by itself after --lifetime seconds (bounded tests).
+Stops by itself after --lifetime seconds (bounded tests). With
+--data-delay SECONDS it waits that long after the message's data arrived
+before storing it and answering 250 (slow delivery: a sender killed during
+the wait never sees the 250, and the message is not stored but noted as
+<n>.aborted).
 """
 import argparse
 import asyncio
@@ -22,10 +26,12 @@ from aiosmtpd.controller import Controller
 
 
 class Handler:
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, data_delay=0.0):
         self.out_dir = out_dir
+        self.data_delay = data_delay
         self.seen = set()
         self.count = 0
+        self.aborted = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@", 1)[0].lower()
@@ -40,6 +46,18 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_delay > 0:
+            try:
+                await asyncio.sleep(self.data_delay)
+            except asyncio.CancelledError:
+                # The sender went away during the wait (killed): note which
+                # message, as <n>.aborted, and store nothing.
+                self.aborted += 1
+                path = os.path.join(self.out_dir, f"{self.aborted:06d}.aborted")
+                with open(path, "w") as f:
+                    json.dump({"rcpt_tos": envelope.rcpt_tos,
+                               "data": envelope.original_content.decode("utf-8", "replace")}, f)
+                raise
         self.count += 1
         path = os.path.join(self.out_dir, f"{self.count:06d}.json")
         tmp = path + ".tmp"
@@ -61,9 +79,10 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--dir", required=True)
     p.add_argument("--lifetime", type=float, default=300)
+    p.add_argument("--data-delay", type=float, default=0.0)
     a = p.parse_args()
     controller = Controller(
-        Handler(a.dir),
+        Handler(a.dir, a.data_delay),
         hostname="127.0.0.1",
         port=a.port,
         server_hostname="sink.e2e.test",

@@ -272,6 +272,28 @@ listen = "127.0.0.1:{http_port}"
         self.wait_for_http();
     }
 
+    /// [`start_server`](Self::start_server) with extra environment
+    /// variables (e.g. `SMTPY_LOG__FORMAT=json`).
+    pub fn start_server_with_env(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let mut child = self
+            .command()
+            .envs(env.iter().copied())
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start server");
+        wait_for_greeting(
+            &mut child,
+            self.smtp_port,
+            HOSTNAME,
+            Some(&self.dir.path().join("server.log")),
+        );
+        self.server = Some(Proc(child));
+        self.wait_for_http();
+    }
+
     /// Waits until the API answers `GET /healthz` with 200.
     pub fn wait_for_http(&self) {
         let until = Instant::now() + WAIT;

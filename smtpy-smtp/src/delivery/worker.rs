@@ -16,6 +16,7 @@ use smtpy_core::transport::{Envelope, Transport};
 use smtpy_core::{Store, StoreError};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use super::{DeliveryConfig, apply_outcomes};
 use crate::policy::{BounceReport, MailPolicy};
@@ -135,10 +136,19 @@ impl DeliveryWorker {
         for lease in leased {
             let inner = Arc::clone(&self.inner);
             let permit = Arc::clone(&limit).acquire_owned().await;
-            tasks.spawn(async move {
-                let _permit = permit;
-                inner.deliver(lease).await
-            });
+            // Everything logged for this attempt names the message.
+            let span = tracing::info_span!(
+                "delivery",
+                message_id = %lease.message.id,
+                correlation = %lease.message.correlation_id,
+            );
+            tasks.spawn(
+                async move {
+                    let _permit = permit;
+                    inner.deliver(lease).await
+                }
+                .instrument(span),
+            );
         }
         let mut done = Vec::with_capacity(n);
         while let Some(joined) = tasks.join_next().await {
@@ -305,7 +315,8 @@ impl Inner {
             };
             let mut e = DeliveryEvent::new(kind, now)
                 .with("attempt", message.attempts.to_string())
-                .with("kind", format!("{:?}", message.kind).to_ascii_lowercase());
+                .with("kind", format!("{:?}", message.kind).to_ascii_lowercase())
+                .with("correlation", message.correlation_id.clone());
             e.owner = message.owner;
             e.alias = r.alias;
             e.message = Some(message.id);
@@ -350,7 +361,7 @@ impl Inner {
             }
         }
         if let Err(e) = store.append_events(&events).await {
-            tracing::warn!(error = %e, "cannot record delivery events");
+            tracing::warn!(correlation = %message.correlation_id, error = %e, "cannot record delivery events");
         }
         if spam_failure && message.kind == MessageKind::Forward {
             return sender_was_authenticated(store, message.id).await;
@@ -369,10 +380,12 @@ impl Inner {
                         Ok(()) => {}
                         Err(StoreError::Conflict { .. }) => tracing::warn!(
                             message = %c.message.id,
+                            correlation = %c.message.correlation_id,
                             "lease lapsed during delivery; another worker owns the message now"
                         ),
                         Err(e) => tracing::error!(
                             message = %c.message.id,
+                            correlation = %c.message.correlation_id,
                             error = %e,
                             "cannot record the delivery outcome; the message will be retried when its lease lapses"
                         ),

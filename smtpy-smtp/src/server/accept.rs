@@ -34,10 +34,38 @@ use smtpy_core::srs::Srs;
 use smtpy_core::store::{Access, PageRequest, QueueStore};
 use smtpy_core::time::{Clock, Timestamp};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::Network;
 use crate::policy::{BounceReport, MailPolicy, enqueue_all};
 use crate::session::{Envelope, ForwardPath};
+
+/// The detail key of a delivery event naming the message's correlation id.
+pub(crate) const CORRELATION_DETAIL: &str = "correlation";
+
+tokio::task_local! {
+    /// The correlation id of the message being decided.
+    static CORRELATION: String;
+}
+
+/// Runs `fut` on behalf of the message `correlation_id`: the delivery events
+/// it records carry `details["correlation"]`, and its log lines the span
+/// field `correlation`.
+pub(crate) async fn in_message<F: Future>(correlation_id: &str, fut: F) -> F::Output {
+    let span = tracing::info_span!("message", correlation = %correlation_id);
+    CORRELATION
+        .scope(correlation_id.to_owned(), fut.instrument(span))
+        .await
+}
+
+/// Sets `details["correlation"]` on `events` that have none.
+pub(crate) fn stamp_correlation(events: &mut [DeliveryEvent], correlation_id: &str) {
+    for e in events {
+        e.details
+            .entry(CORRELATION_DETAIL.to_owned())
+            .or_insert_with(|| correlation_id.to_owned());
+    }
+}
 
 /// Decides recipients and queues messages for one server.
 #[derive(Debug, Clone)]
@@ -398,9 +426,12 @@ impl Acceptor {
         self.log_events(vec![event]).await;
     }
 
-    async fn log_events(&self, events: Vec<DeliveryEvent>) {
+    async fn log_events(&self, mut events: Vec<DeliveryEvent>) {
         if events.is_empty() {
             return;
+        }
+        if let Ok(id) = CORRELATION.try_with(Clone::clone) {
+            stamp_correlation(&mut events, &id);
         }
         if let Err(e) = self.store.append_events(&events).await {
             tracing::warn!(error = %e, "cannot record delivery events");
@@ -417,9 +448,11 @@ impl Acceptor {
         peer: IpAddr,
         correlation_id: &str,
     ) -> Reply {
-        let reply = self
-            .accept_inner(envelope, routes, body, peer, correlation_id)
-            .await;
+        let reply = in_message(
+            correlation_id,
+            self.accept_inner(envelope, routes, body, peer, correlation_id),
+        )
+        .await;
         if reply.is_positive() {
             self.metrics.inc(MESSAGES_ACCEPTED, &[]);
         } else {
@@ -1207,6 +1240,12 @@ impl Acceptor {
         };
         let owner = first.owner;
         let alias_id = first.alias;
+        // Bounce events tell the story of the bounced message: its id.
+        let correlation = page
+            .items
+            .iter()
+            .find_map(|e| e.details.get(CORRELATION_DETAIL))
+            .map_or(ctx.correlation_id, String::as_str);
         let kind = if page.items.iter().any(|e| e.kind == EventKind::Replied) {
             MessageKind::Reply
         } else {
@@ -1259,7 +1298,7 @@ impl Acceptor {
                         &self.hostname,
                         ctx.now,
                         self.lifetime,
-                        ctx.correlation_id,
+                        correlation,
                     )
                     .await
                 {

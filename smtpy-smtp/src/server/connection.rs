@@ -13,7 +13,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use tracing::Instrument as _;
+
 use super::Acceptor;
+use super::accept::in_message;
 use crate::session::{Action, Event, PeerInfo, Session, SessionConfig, Timeout, Verdict};
 
 /// Window over which the minimum data rate is measured.
@@ -73,14 +76,32 @@ impl Drop for ActiveSession {
     }
 }
 
-/// Serves one connection to its end.
+/// Serves one connection to its end. Its log lines carry the session's
+/// correlation id (span `session`); message `n` of the session is
+/// `<session id>.<n>`.
 pub(crate) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     config: SessionConfig,
     acceptor: Acceptor,
     tls: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let correlation = uuid::Uuid::now_v7().simple().to_string();
+    let span = tracing::info_span!("session", correlation = %correlation, peer = %peer.ip());
+    serve_session(tcp, peer, config, acceptor, tls, shutdown, correlation)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_session(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: SessionConfig,
+    acceptor: Acceptor,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
+    correlation: String,
 ) {
     let limits = config.time_limits;
     let info = PeerInfo::new(peer.ip()).with_tls_available(tls.is_some());
@@ -90,7 +111,6 @@ pub(crate) async fn serve(
     let mut routes: HashMap<String, Route> = HashMap::new();
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut buf = vec![0u8; 16 * 1024];
-    let correlation = uuid::Uuid::now_v7().simple().to_string();
     let mut content_window: Option<(Instant, usize)> = None;
     let mut message_seq = 0u32;
     let mut stopping = *shutdown.borrow();
@@ -120,14 +140,18 @@ pub(crate) async fn serve(
                 }
                 Event::Action(Action::CheckRecipient { forward_path, .. }) => {
                     let sender = session.envelope().and_then(|e| e.reverse_path.clone());
-                    let verdict = match acceptor.route(&forward_path, sender.as_ref()).await {
+                    // RCPT belongs to the message this transaction will make.
+                    let id = format!("{correlation}.{}", message_seq + 1);
+                    let routed =
+                        in_message(&id, acceptor.route(&forward_path, sender.as_ref())).await;
+                    let verdict = match routed {
                         Ok(route) => {
                             routes.insert(forward_path.canonical(), route);
                             Verdict::Accept
                         }
                         Err(refusal) => {
                             if let Some(cause) = &refusal.cause {
-                                tracing::warn!(correlation = %correlation, error = %cause, "recipient lookup failed");
+                                tracing::warn!(correlation = %id, error = %cause, "recipient lookup failed");
                             }
                             if refusal.reply.is_temporary() {
                                 Verdict::TempFail(refusal.reply)

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use accept::Acceptor;
+pub(crate) use accept::stamp_correlation;
 pub use limits::{Admission, ConnectionLimits, Network, Refused, Slot};
 
 use crate::session::SessionConfig;
