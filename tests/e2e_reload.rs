@@ -123,13 +123,21 @@ fn sighup_reloads_limits_and_certificate_without_dropping_connections() {
     std::fs::copy(&two.1, &one.1).expect("copy key");
     std::fs::write(
         &config,
-        format!("{base}{}", sections(&one, 1, "[bounces]\nalias_hard = 9\n")),
+        format!(
+            "{base}{}",
+            sections(
+                &one,
+                1,
+                "[bounces]\nalias_hard = 9\n[log]\nlevel = \"info,server=debug\"\n"
+            )
+        ),
     )
     .expect("config");
     hup(&w);
     let log = wait_log(&w, "configuration reloaded", 1);
     assert!(log.contains("tls certificate"), "{log}");
     assert!(log.contains("limits"), "{log}");
+    assert!(log.contains("log.level = info,server=debug"), "{log}");
     assert!(
         log.contains("take effect only after a restart") && log.contains("bounces"),
         "{log}"

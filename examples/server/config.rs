@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use smtpy::core::address::EmailAddress;
 
+pub use crate::logging::LogFormat;
+
 /// Sections and top-level keys an `SMTPY_*` variable may set. Other
 /// `SMTPY_*` variables (say `SMTPY_TEST_POSTGRES_URL`) are not configuration.
 const KNOWN: &[&str] = &[
@@ -167,6 +169,7 @@ struct RawDkim {
     delegate_to: Option<String>,
     publish_delay: Option<String>,
     grace: Option<String>,
+    rotate_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,25 +307,6 @@ impl Profile {
         match self {
             Profile::Development => "development",
             Profile::Production => "production",
-        }
-    }
-}
-
-/// `[log] format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines (the default).
-    Pretty,
-    /// One JSON object per line.
-    Json,
-}
-
-impl LogFormat {
-    /// The name used in the configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Pretty => "pretty",
-            LogFormat::Json => "json",
         }
     }
 }
@@ -501,6 +485,10 @@ pub struct Config {
     pub dkim_publish_delay: Duration,
     /// `[dkim] grace`.
     pub dkim_grace: Duration,
+    /// `[dkim] rotate_every`: start a rotation when a domain's signing keys
+    /// are this old (the `dkim-rotation` job); `None`: rotations start only
+    /// by command (`dkim rotate`).
+    pub dkim_rotate_every: Option<Duration>,
     /// `[limits] enabled`.
     pub limits_enabled: bool,
     /// `[limits] shared`: keep limiter state in the store (several instances).
@@ -811,13 +799,17 @@ impl Config {
                 secrets.insert(name, v.trim().to_owned());
             }
         }
+        let rust_log = vars
+            .iter()
+            .find(|(k, v)| k == "RUST_LOG" && !v.trim().is_empty())
+            .map(|(_, v)| v.clone());
         apply_env(&mut table, vars.into_iter())?;
         overrides.apply(&mut table);
         let raw: Raw = Raw::deserialize(toml::Value::Table(table)).map_err(|e| {
             let msg = e.to_string();
             err("config", msg.trim().replace('\n', " "))
         })?;
-        let config = Self::validate(raw, secrets)?;
+        let config = Self::validate(raw, secrets, rust_log)?;
         if config.profile == Profile::Production {
             let problems = config.production_problems();
             match problems.len() {
@@ -970,6 +962,10 @@ impl Config {
                 ("delegate_to", opt(&self.dkim_delegate_to)),
                 ("publish_delay", d(self.dkim_publish_delay)),
                 ("grace", d(self.dkim_grace)),
+                (
+                    "rotate_every",
+                    self.dkim_rotate_every.map_or_else(|| s("(not set)"), d),
+                ),
             ],
         );
         let l = &self.limits;
@@ -1036,7 +1032,13 @@ impl Config {
         section(
             "log",
             vec![
-                ("format", s(self.log_format.as_str())),
+                (
+                    "format",
+                    s(match self.log_format {
+                        LogFormat::Pretty => "pretty",
+                        LogFormat::Json => "json",
+                    }),
+                ),
                 ("level", s(&self.log_level)),
             ],
         );
@@ -1114,7 +1116,11 @@ impl Config {
         problems
     }
 
-    fn validate(raw: Raw, secrets: EnvSecrets) -> Result<Config, ConfigError> {
+    fn validate(
+        raw: Raw,
+        secrets: EnvSecrets,
+        rust_log: Option<String>,
+    ) -> Result<Config, ConfigError> {
         let env_token = secrets.get(BOOTSTRAP_TOKEN_ENV).cloned();
         let profile = match raw.profile.as_deref() {
             None => Profile::Development,
@@ -1137,7 +1143,8 @@ impl Config {
                 ));
             }
         };
-        let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+        // `RUST_LOG` is the default a developer expects; `[log] level` wins.
+        let log_level = raw.log.level.or(rust_log).unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err()
             || log_level.trim().is_empty()
         {
@@ -1419,6 +1426,19 @@ impl Config {
             raw.dkim.grace,
             Duration::from_secs(7 * 86_400),
         )?;
+        let dkim_rotate_every = match raw.dkim.rotate_every {
+            None => None,
+            Some(v) => Some(
+                parse_duration(&v)
+                    .filter(|d| *d >= Duration::from_secs(86_400))
+                    .ok_or_else(|| {
+                        err(
+                            "dkim.rotate_every",
+                            format!("{v:?} is not a duration of at least 1d; example: rotate_every = \"180d\""),
+                        )
+                    })?,
+            ),
+        };
         let positive = |key: &str, v: Option<u32>, default: u32| match v {
             Some(0) => Err(err(
                 key,
@@ -1610,6 +1630,7 @@ impl Config {
             dkim_delegate_to: raw.dkim.delegate_to,
             dkim_publish_delay,
             dkim_grace,
+            dkim_rotate_every,
             limits_enabled: raw.limits.enabled.unwrap_or(true),
             limits_shared: raw.limits.shared.unwrap_or(false),
             limits,

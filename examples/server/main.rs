@@ -16,6 +16,7 @@
 mod admin;
 mod config;
 mod http;
+mod logging;
 mod policy;
 mod reload;
 mod run;
@@ -58,12 +59,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let log = match logging::init(config.log_format, &config.log_level) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("log.level: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,7 +83,7 @@ fn main() -> ExitCode {
                     file: cli.config.clone(),
                     overrides: config::Overrides::default(),
                 };
-                run::serve(config, source).await
+                run::serve(config, source, log).await
             }
             Command::Admin { what } => admin::run(&config, what).await,
             Command::CheckConfig => {

@@ -236,7 +236,11 @@ async fn termination() {
     }
 }
 
-pub async fn serve(config: Config, source: crate::reload::ConfigSource) -> Result<(), Failure> {
+pub async fn serve(
+    config: Config,
+    source: crate::reload::ConfigSource,
+    log: crate::logging::LogHandle,
+) -> Result<(), Failure> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         Failure::Runtime(format!(
             "data_dir: cannot create {}: {e}",
@@ -351,7 +355,7 @@ pub async fn serve(config: Config, source: crate::reload::ConfigSource) -> Resul
         mail_policy: Arc::clone(&policy),
         api_limits: api_limits.as_ref().map(|(_, l)| Arc::clone(l)),
         tls: cert_reloader,
-        set_log_level: Box::new(|_level: &str| Err("the log level is fixed at start".to_owned())),
+        set_log_level: Box::new(move |level: &str| log.set_level(level)),
         set_features: Box::new(|_features: &crate::config::FeatureValues| {}),
     };
     let api = if config.http.enabled {
