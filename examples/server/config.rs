@@ -501,7 +501,44 @@ fn apply_env(
     Ok(())
 }
 
+/// Command-line flags that override the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+}
+
 impl Config {
+    /// [`load`](Self::load), then the command-line `overrides` on top
+    /// (flags > environment > file > defaults). This build applies
+    /// `data_dir`; the other flags are accepted and not used yet.
+    pub fn load_with(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let Overrides {
+            profile,
+            data_dir,
+            log_format,
+            log_level,
+        } = overrides;
+        if data_dir.is_none() {
+            // Not applied by this build: --profile, --log-format, --log-level.
+            let _ = (profile, log_format, log_level);
+            return Self::load(file);
+        }
+        let flags = overrides.data_dir.as_ref().map(|d| {
+            (
+                "SMTPY_DATA_DIR".to_owned(),
+                format!("{:?}", d.display().to_string()),
+            )
+        });
+        Self::load_from(file, std::env::vars().chain(flags))
+    }
+
     /// Reads `file` (if any), applies the environment, validates.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         Self::load_from(file, std::env::vars())

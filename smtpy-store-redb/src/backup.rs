@@ -298,6 +298,41 @@ fn verify_inner(path: &Path) -> Result<IntegrityReport, BackupError> {
     })
 }
 
+/// The schema version recorded in the redb file at `path`, without
+/// upgrading it (`None` for a file without one). The file must not be open
+/// in another process.
+///
+/// # Errors
+///
+/// [`BackupError::InUse`] when a process holds the file,
+/// [`BackupError::Corrupt`] when redb cannot read it.
+pub fn schema_version(path: &Path) -> Result<Option<u64>, BackupError> {
+    let corrupt = |e: &dyn std::fmt::Display| BackupError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let db = match Database::builder().set_cache_size(1024 * 1024).open(path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(BackupError::InUse(path.to_owned()));
+        }
+        Err(e) => return Err(corrupt(&e)),
+    };
+    let txn = db.begin_read().map_err(|e| corrupt(&e))?;
+    match txn.open_table(META) {
+        Ok(meta) => Ok(meta
+            .get(SCHEMA_VERSION_KEY)
+            .map_err(|e| corrupt(&e))?
+            .map(|g| g.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(corrupt(&e)),
+    }
+}
+
+/// The schema version this build writes (a file at an older one is
+/// upgraded when opened as a store).
+pub const CURRENT_SCHEMA_VERSION: u64 = SCHEMA_VERSION;
+
 /// Copies one table of `src` into `dst` (created even when `src` lacks it).
 pub(crate) fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     src: &ReadTransaction,

@@ -134,6 +134,8 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use backup::{BackupError, BackupReport, IntegrityReport, verify};
+pub use backup::{
+    BackupError, BackupReport, CURRENT_SCHEMA_VERSION, IntegrityReport, schema_version, verify,
+};
 pub use error::OpenError;
 pub use store::{DEFAULT_CACHE_SIZE, RedbOptions, RedbStore};
