@@ -133,7 +133,17 @@ pub async fn open(config: &Config, migrate: bool) -> Result<Handles, OpenFailure
                 backend: Backend::Redb(store),
             })
         }
-        StoreKind::Sqlite(_) | StoreKind::Postgres => {
+        kind @ (StoreKind::Sqlite(_) | StoreKind::Postgres) => {
+            if let StoreKind::Sqlite(Some(path)) = &kind
+                && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    OpenFailure::Failed(Failure::Runtime(format!(
+                        "store.url: cannot create {}: {e}",
+                        parent.display()
+                    )))
+                })?;
+            }
             let url = config.store_url.as_str();
             let url = if url.starts_with("sqlite:") && !url.contains("mode=") {
                 let sep = if url.contains('?') { '&' } else { '?' };
