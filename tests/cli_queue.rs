@@ -70,7 +70,9 @@ fn queue_commands_act_on_queued_mail() {
 
     let deleted = run(&w, &["queue", "delete", &queued[0]]);
     assert!(
-        deleted.ok().contains(&format!("deleted message {}", queued[0])),
+        deleted
+            .ok()
+            .contains(&format!("deleted message {}", queued[0])),
         "{deleted:?}"
     );
     let left = ids(run(&w, &["queue", "list"]).ok());
@@ -96,9 +98,16 @@ fn queue_commands_act_on_queued_mail() {
     let got = w.wait_delivered(1);
     std::thread::sleep(Duration::from_secs(2));
     let got_later = w.delivered();
-    assert_eq!(got_later.len(), 1, "deleted and purged mail is never delivered");
+    assert_eq!(
+        got_later.len(),
+        1,
+        "deleted and purged mail is never delivered"
+    );
     assert!(
-        got[0]["data"].as_str().unwrap_or_default().contains("Subject: survivor"),
+        got[0]["data"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Subject: survivor"),
         "{:?}",
         got[0]
     );
