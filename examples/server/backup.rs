@@ -118,15 +118,15 @@ pub async fn restore(
     // Verify first: nothing is touched when the backup is unsound.
     let summary = if redb {
         if target.exists() {
-            match smtpy::redb::schema_version(&target) {
-                Err(smtpy::redb::BackupError::InUse(_)) => {
-                    return Err(Failure::Usage(format!(
-                        "restore: {} is in use by another process (a running server?); stop the server first",
-                        target.display()
-                    )));
-                }
-                // A damaged store is exactly what a restore replaces.
-                Ok(_) | Err(_) => {}
+            // A damaged store is exactly what a restore replaces: only a
+            // file held by a process stops it.
+            if let Err(smtpy::redb::BackupError::InUse(_)) = smtpy::redb::schema_version(&target)
+            {
+                return Err(Failure::Usage(format!(
+                    "restore: {} is in use by another process (a running server?); stop the \
+                     server first",
+                    target.display()
+                )));
             }
         }
         let source = from.to_owned();
