@@ -274,6 +274,41 @@ fn admin_lifecycle(s: &Setup) {
         .fails(2, "unhosted.test is not hosted");
 }
 
+/// `dkim generate` adds the algorithm a domain lacks, once.
+#[test]
+fn dkim_generate_adds_a_missing_algorithm() {
+    let s = Setup::redb();
+    let mut text = std::fs::read_to_string(&s.config).expect("config");
+    text.push_str("[dkim]\nalgorithms = [\"ed25519\"]\n");
+    std::fs::write(&s.config, text).expect("config");
+    let created = s.run(&["admin", "domain", "create", "alias.test"]);
+    assert!(created.ok().contains("k=ed25519"), "{created:?}");
+    assert!(!created.stdout.contains("k=rsa"), "{created:?}");
+    let generated = s.run(&["dkim", "generate", "alias.test", "--algorithm", "rsa"]);
+    assert!(generated.ok().contains("new selectors"), "{generated:?}");
+    let dns = s.run(&["dkim", "dns", "alias.test"]);
+    assert!(dns.ok().contains("k=rsa"), "{dns:?}");
+    assert!(dns.stdout.contains("k=ed25519"), "{dns:?}");
+    s.run(&["dkim", "generate", "alias.test", "--algorithm", "rsa"])
+        .fails(2, "already has keys");
+    s.run(&["dkim", "generate", "alias.test", "--algorithm", "dsa"])
+        .fails(2, "dsa");
+}
+
+/// `--data-dir` wins over the file: the store is created there.
+#[test]
+fn data_dir_flag_overrides_the_file() {
+    let s = Setup::redb();
+    let elsewhere = s.dir.path().join("elsewhere");
+    let dir = elsewhere.to_str().expect("utf-8");
+    s.run(&["--data-dir", dir, "admin", "domain", "create", "alias.test"])
+        .ok();
+    assert!(elsewhere.join("smtpy.redb").is_file());
+    assert!(!s.data().join("smtpy.redb").exists());
+    let list = s.run(&["admin", "domain", "list", "--data-dir", dir]);
+    assert!(list.ok().contains("alias.test"), "{list:?}");
+}
+
 #[test]
 fn admin_commands_on_redb() {
     admin_lifecycle(&Setup::redb());
@@ -345,6 +380,18 @@ fn control_socket_serves_commands_while_the_server_runs() {
 
     let list = run(&["admin", "alias", "list"]);
     assert_eq!(rows(list.ok(), &["live@alias.test", "enabled"]).len(), 1);
+    // The running server sees changes made through the socket at once.
+    run(&["admin", "alias", "disable", "live@alias.test"]).ok();
+    let refused = w.send(
+        "someone@outside.test",
+        &["live@alias.test"],
+        "after disable",
+    );
+    assert!(
+        world::code_of(&refused, "rcpt live@alias.test ").starts_with('5'),
+        "{refused:?}"
+    );
+    run(&["admin", "alias", "enable", "live@alias.test"]).ok();
     // Errors come back with their exit code.
     run(&[
         "admin",

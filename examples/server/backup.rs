@@ -120,8 +120,7 @@ pub async fn restore(
         if target.exists() {
             // A damaged store is exactly what a restore replaces: only a
             // file held by a process stops it.
-            if let Err(smtpy::redb::BackupError::InUse(_)) = smtpy::redb::schema_version(&target)
-            {
+            if let Err(smtpy::redb::BackupError::InUse(_)) = smtpy::redb::schema_version(&target) {
                 return Err(Failure::Usage(format!(
                     "restore: {} is in use by another process (a running server?); stop the \
                      server first",

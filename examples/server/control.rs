@@ -227,7 +227,10 @@ pub async fn forward(config: &Config, store: &Path) -> Result<u8, Failure> {
             path.display()
         ))
     })?;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let cwd = std::env::current_dir().unwrap_or_default();
     send(&mut stream, serde_json::json!({ "argv": argv, "cwd": cwd }))
         .await
