@@ -1,34 +1,50 @@
-//! `server admin …`: seed the store from the command line.
+//! `server admin …`: users, domains, mailboxes and aliases from the command line.
+//!
+//! Every command writes its results to an [`Out`] (stdout, or the control
+//! socket of a running server), one row per line.
 
 use clap::Subcommand;
 use smtpy::core::address::{DomainName, EmailAddress};
-use smtpy::core::model::{Alias, Domain, Mailbox, Role, User};
-use smtpy::core::store::Access;
-use smtpy::core::time::{Clock, SystemClock};
+use smtpy::core::ids::{MailboxId, UserId};
+use smtpy::core::model::{Alias, AliasMode, Domain, Mailbox, Role, User, UserStatus};
+use smtpy::core::store::{Access, AliasFilter, PageRequest};
+use smtpy::core::time::{Clock, SystemClock, Timestamp};
 use smtpy::core::{Store, StoreError};
 
+use crate::cli::{Ctx, Handles, Out, say};
 use crate::config::Config;
-use crate::run::{Failure, open_store};
+use crate::run::Failure;
 
+/// `admin …`
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Hosted domains.
-    Domain {
-        #[command(subcommand)]
-        action: DomainAction,
-    },
-    /// Aliases.
-    Alias {
-        #[command(subcommand)]
-        action: AliasAction,
-    },
     /// Accounts of the HTTP API.
     User {
+        /// What to do.
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Hosted domains.
+    Domain {
+        /// What to do.
+        #[command(subcommand)]
+        action: DomainAction,
+    },
+    /// Destination mailboxes (real addresses aliases forward to).
+    Mailbox {
+        /// What to do.
+        #[command(subcommand)]
+        action: MailboxAction,
+    },
+    /// Aliases.
+    Alias {
+        /// What to do.
+        #[command(subcommand)]
+        action: AliasAction,
+    },
 }
 
+/// `admin user …`
 #[derive(Debug, Subcommand)]
 pub enum UserAction {
     /// Create an account and print a one-time API key with every scope
@@ -45,32 +61,115 @@ pub enum UserAction {
         #[arg(long)]
         password_file: Option<std::path::PathBuf>,
     },
+    /// List accounts: email, role, status, id.
+    List,
+    /// Disable an account: it cannot sign in, its sessions end.
+    Disable {
+        /// The account's email.
+        email: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// The account's email.
+        email: String,
+    },
+    /// Delete an account and everything it owns (its aliases leave tombstones).
+    Delete {
+        /// The account's email.
+        email: String,
+    },
 }
 
+/// `admin domain …`
 #[derive(Debug, Subcommand)]
 pub enum DomainAction {
-    /// Host a domain (verified at once: the operator controls it).
-    Add {
+    /// Host a domain (verified at once: the operator controls it) and print
+    /// its DKIM records.
+    #[command(alias = "add")]
+    Create {
         /// The domain, e.g. alias.example.
         domain: String,
     },
-    /// Print the DNS records to publish for a domain's DKIM keys.
+    /// List hosted domains: name, state, owner, DKIM selectors.
+    List,
+    /// Stop receiving mail for a domain (mail to it is refused); keeps its aliases.
+    Disable {
+        /// The domain.
+        domain: String,
+    },
+    /// Receive mail for a disabled domain again.
+    Enable {
+        /// The domain.
+        domain: String,
+    },
+    /// Stop hosting a domain (refused while aliases, live or deleted, use it).
+    Delete {
+        /// The domain.
+        domain: String,
+    },
+    /// Old spelling of `dkim dns`.
+    #[command(hide = true)]
     DkimRecords {
         /// The domain.
         domain: String,
     },
-    /// Start a DKIM key rotation: new keys are published now and sign after
-    /// `[dkim] publish_delay`; the old ones retire after `[dkim] grace`.
+    /// Old spelling of `dkim rotate`.
+    #[command(hide = true)]
     DkimRotate {
         /// The domain.
         domain: String,
     },
 }
 
+/// `admin mailbox …`
+#[derive(Debug, Subcommand)]
+pub enum MailboxAction {
+    /// Add a destination mailbox, verified (the operator vouches for it).
+    Create {
+        /// The address.
+        address: String,
+        /// The owning account (default: the operator account).
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+    },
+    /// List mailboxes: address, owner, verified, state, id.
+    List {
+        /// Only this account's.
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+    },
+    /// Stop delivering to a mailbox.
+    Disable {
+        /// The address.
+        address: String,
+        /// The owning account, when several have this address.
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+    },
+    /// Deliver to a disabled mailbox again.
+    Enable {
+        /// The address.
+        address: String,
+        /// The owning account, when several have this address.
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+    },
+    /// Delete a mailbox (refused while an alias or a domain default uses it).
+    Delete {
+        /// The address.
+        address: String,
+        /// The owning account, when several have this address.
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
+    },
+}
+
+/// `admin alias …`
 #[derive(Debug, Subcommand)]
 pub enum AliasAction {
     /// Create an alias forwarding to one or more mailboxes (created verified).
-    Add {
+    #[command(alias = "add")]
+    Create {
         /// The alias address, on a hosted domain.
         address: String,
         /// A real mailbox to forward to (repeat for several).
@@ -81,8 +180,25 @@ pub enum AliasAction {
         #[arg(long, default_value = "alias", value_parser = ["alias", "forward"])]
         mode: String,
     },
+    /// List aliases: address, state, mode, mailboxes.
+    List {
+        /// Only aliases on this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
     /// Disable an alias: mail to it is refused with 550 5.1.1.
     Disable {
+        /// The alias address.
+        address: String,
+    },
+    /// Enable a disabled alias.
+    Enable {
+        /// The alias address.
+        address: String,
+    },
+    /// Delete an alias (to the trash: purged after `[jobs] deleted_alias_retention`;
+    /// the address can never be reused).
+    Delete {
         /// The alias address.
         address: String,
     },
@@ -94,14 +210,554 @@ pub enum AliasAction {
     },
 }
 
+/// Runs an `admin` command.
+pub async fn run(
+    config: &Config,
+    handles: &Handles,
+    ctx: &Ctx,
+    command: AdminCommand,
+    out: Out<'_>,
+) -> Result<(), Failure> {
+    let store = &*handles.store;
+    let now = SystemClock.now();
+    match command {
+        AdminCommand::User { action } => user(store, ctx, action, now, out).await,
+        AdminCommand::Domain { action } => domain(config, store, action, now, out).await,
+        AdminCommand::Mailbox { action } => mailbox(config, store, action, now, out).await,
+        AdminCommand::Alias { action } => alias(store, ctx, action, now, out).await,
+    }
+}
+
+async fn user(
+    store: &dyn Store,
+    ctx: &Ctx,
+    action: UserAction,
+    now: Timestamp,
+    out: Out<'_>,
+) -> Result<(), Failure> {
+    match action {
+        UserAction::Create {
+            email,
+            admin,
+            password_file,
+        } => {
+            let file = password_file.map(|f| ctx.path(&f));
+            create_user(store, &email, admin, file.as_deref(), now, out).await
+        }
+        UserAction::List => {
+            for u in all_users(store).await? {
+                say!(
+                    out,
+                    "{:<40} {:<5} {:<8} {}",
+                    u.email,
+                    role_name(u.role),
+                    status_name(u.status),
+                    u.id
+                );
+            }
+            Ok(())
+        }
+        UserAction::Disable { email } => {
+            let mut u = find_user(store, &email).await?;
+            u.status = UserStatus::Disabled;
+            u.updated_at = now;
+            store.update_user(&u).await.map_err(store_err)?;
+            let ended = store.delete_user_sessions(u.id).await.map_err(store_err)?;
+            say!(out, "user {} disabled ({ended} sessions ended)", u.email);
+            Ok(())
+        }
+        UserAction::Enable { email } => {
+            let mut u = find_user(store, &email).await?;
+            u.status = UserStatus::Active;
+            u.updated_at = now;
+            store.update_user(&u).await.map_err(store_err)?;
+            say!(out, "user {} enabled", u.email);
+            Ok(())
+        }
+        UserAction::Delete { email } => {
+            let u = find_user(store, &email).await?;
+            match store.delete_user(u.id).await {
+                Ok(()) => {
+                    say!(out, "user {} deleted with everything it owned", u.email);
+                    Ok(())
+                }
+                Err(StoreError::Conflict { reason, .. }) => Err(Failure::Usage(format!(
+                    "user {} cannot be deleted: {reason} (a domain they own carries other \
+                     users' aliases: hand it over or delete those aliases first)",
+                    u.email
+                ))),
+                Err(e) => Err(store_err(e)),
+            }
+        }
+    }
+}
+
+async fn domain(
+    config: &Config,
+    store: &dyn Store,
+    action: DomainAction,
+    now: Timestamp,
+    out: Out<'_>,
+) -> Result<(), Failure> {
+    match action {
+        DomainAction::Create { domain } => {
+            let name = DomainName::parse(&domain).map_err(|e| usage(&domain, e))?;
+            let owner = operator(store, config).await?;
+            let mut d = Domain::new(name.clone(), owner.id, String::new(), now);
+            d.verified_at = Some(now);
+            let keyring = crate::policy::keyring(config)?;
+            let records = crate::policy::provision_dkim(config, &mut d, &keyring)?;
+            match store.create_domain(&d).await {
+                Ok(()) => {
+                    say!(
+                        out,
+                        "domain {name} added; publish these DNS records for DKIM:"
+                    );
+                    crate::dkim::print_records(&records, out)?;
+                }
+                Err(StoreError::AlreadyExists { .. }) => say!(out, "domain {name} already hosted"),
+                Err(e) => return Err(store_err(e)),
+            }
+            Ok(())
+        }
+        DomainAction::List => {
+            let mut owners = std::collections::HashMap::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_domains(Access::System, PageRequest { after, limit: 500 })
+                    .await
+                    .map_err(store_err)?;
+                for d in &page.items {
+                    let owner = match owners.get(&d.owner) {
+                        Some(e) => e,
+                        None => {
+                            let email = store
+                                .get_user(d.owner)
+                                .await
+                                .map(|u| u.email.to_string())
+                                .unwrap_or_else(|_| d.owner.to_string());
+                            owners.entry(d.owner).or_insert(email)
+                        }
+                    };
+                    let selectors: Vec<&str> =
+                        d.dkim_keys.iter().map(|k| k.selector.as_str()).collect();
+                    say!(
+                        out,
+                        "{:<32} {:<8} owner={} dkim={}",
+                        d.name.as_ascii(),
+                        if d.verified_at.is_some() {
+                            "enabled"
+                        } else {
+                            "disabled"
+                        },
+                        owner,
+                        if selectors.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            selectors.join(",")
+                        }
+                    );
+                }
+                match page.next {
+                    Some(c) => after = Some(c),
+                    None => break,
+                }
+            }
+            Ok(())
+        }
+        DomainAction::Disable { domain } => {
+            let mut d = hosted(store, &domain).await?;
+            d.verified_at = None;
+            d.updated_at = now;
+            store
+                .update_domain(Access::System, &d)
+                .await
+                .map_err(store_err)?;
+            say!(
+                out,
+                "domain {} disabled: mail to it is refused until `admin domain enable`",
+                d.name
+            );
+            Ok(())
+        }
+        DomainAction::Enable { domain } => {
+            let mut d = hosted(store, &domain).await?;
+            d.verified_at = Some(now);
+            d.updated_at = now;
+            store
+                .update_domain(Access::System, &d)
+                .await
+                .map_err(store_err)?;
+            say!(out, "domain {} enabled", d.name);
+            Ok(())
+        }
+        DomainAction::Delete { domain } => {
+            let d = hosted(store, &domain).await?;
+            match store.delete_domain(Access::System, d.id).await {
+                Ok(()) => {
+                    say!(out, "domain {} deleted", d.name);
+                    Ok(())
+                }
+                Err(StoreError::Conflict { .. }) => Err(Failure::Usage(format!(
+                    "domain {} is still used by aliases (live or in the trash); delete them \
+                     first (admin alias list --domain {})",
+                    d.name, d.name
+                ))),
+                Err(e) => Err(store_err(e)),
+            }
+        }
+        DomainAction::DkimRecords { domain } => {
+            crate::dkim::run(config, store, crate::dkim::DkimAction::Dns { domain }, out).await
+        }
+        DomainAction::DkimRotate { domain } => {
+            crate::dkim::run(
+                config,
+                store,
+                crate::dkim::DkimAction::Rotate { domain },
+                out,
+            )
+            .await
+        }
+    }
+}
+
+async fn mailbox(
+    config: &Config,
+    store: &dyn Store,
+    action: MailboxAction,
+    now: Timestamp,
+    out: Out<'_>,
+) -> Result<(), Failure> {
+    match action {
+        MailboxAction::Create { address, owner } => {
+            let address = EmailAddress::parse(&address).map_err(|e| usage(&address, e))?;
+            let owner = match owner {
+                Some(email) => find_user(store, &email).await?,
+                None => operator(store, config).await?,
+            };
+            let mut m = Mailbox::new(owner.id, address.clone(), now);
+            m.verified_at = Some(now);
+            match store.create_mailbox(&m).await {
+                Ok(()) => {
+                    say!(
+                        out,
+                        "mailbox {address} added for {} (verified)",
+                        owner.email
+                    );
+                    Ok(())
+                }
+                Err(StoreError::AlreadyExists { .. }) => Err(Failure::Usage(format!(
+                    "mailbox {address} exists already for {}",
+                    owner.email
+                ))),
+                Err(e) => Err(store_err(e)),
+            }
+        }
+        MailboxAction::List { owner } => {
+            let owners = match owner {
+                Some(email) => vec![find_user(store, &email).await?],
+                None => all_users(store).await?,
+            };
+            for u in owners {
+                for m in store.list_mailboxes(u.id).await.map_err(store_err)? {
+                    say!(
+                        out,
+                        "{:<40} owner={} {:<10} {:<8} {}",
+                        m.address,
+                        u.email,
+                        if m.verified_at.is_some() {
+                            "verified"
+                        } else {
+                            "unverified"
+                        },
+                        if m.disabled { "disabled" } else { "enabled" },
+                        m.id
+                    );
+                }
+            }
+            Ok(())
+        }
+        MailboxAction::Disable { address, owner } => {
+            let mut m = one_mailbox(store, &address, owner.as_deref()).await?;
+            m.disabled = true;
+            m.updated_at = now;
+            store
+                .update_mailbox(Access::System, &m)
+                .await
+                .map_err(store_err)?;
+            say!(out, "mailbox {} disabled", m.address);
+            Ok(())
+        }
+        MailboxAction::Enable { address, owner } => {
+            let mut m = one_mailbox(store, &address, owner.as_deref()).await?;
+            m.disabled = false;
+            m.updated_at = now;
+            store
+                .update_mailbox(Access::System, &m)
+                .await
+                .map_err(store_err)?;
+            say!(out, "mailbox {} enabled", m.address);
+            Ok(())
+        }
+        MailboxAction::Delete { address, owner } => {
+            let m = one_mailbox(store, &address, owner.as_deref()).await?;
+            match store.delete_mailbox(Access::System, m.id).await {
+                Ok(()) => {
+                    say!(out, "mailbox {} deleted", m.address);
+                    Ok(())
+                }
+                Err(StoreError::Conflict { .. }) => Err(Failure::Usage(format!(
+                    "mailbox {} is still used by an alias (live or in the trash) or as a \
+                     domain's default mailbox; change those first",
+                    m.address
+                ))),
+                Err(e) => Err(store_err(e)),
+            }
+        }
+    }
+}
+
+async fn alias(
+    store: &dyn Store,
+    ctx: &Ctx,
+    action: AliasAction,
+    now: Timestamp,
+    out: Out<'_>,
+) -> Result<(), Failure> {
+    match action {
+        AliasAction::Create {
+            address,
+            mailboxes,
+            mode,
+        } => {
+            let address = EmailAddress::parse(&address).map_err(|e| usage(&address, e))?;
+            if reserved(&address) {
+                return Err(Failure::Usage(format!(
+                    "{address}: local parts starting with \"{}\" or \"bounce=\" are reserved for reverse aliases and bounce addresses",
+                    smtpy::core::reverse::PREFIX
+                )));
+            }
+            let domain = store
+                .find_domain_by_name(address.domain())
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "{} is not hosted; add it first: server admin domain create {}",
+                        address.domain(),
+                        address.domain()
+                    ))
+                })?;
+            let mut known = store
+                .list_mailboxes(domain.owner)
+                .await
+                .map_err(store_err)?
+                .into_iter()
+                .map(|m| (m.address.canonical(), m.id))
+                .collect();
+            let boxes = mailboxes
+                .iter()
+                .map(|m| EmailAddress::parse(m).map_err(|e| usage(m, e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids = mailbox_ids(store, domain.owner, &mut known, &boxes, now).await?;
+            let mut alias = Alias::new(address.clone(), domain.owner, domain.id, ids, now);
+            if mode == "forward" {
+                alias.mode = AliasMode::Forward;
+            }
+            match store.create_alias(&alias).await {
+                Ok(()) => {
+                    say!(out, "alias {address} added");
+                    Ok(())
+                }
+                Err(StoreError::AlreadyExists { .. }) => {
+                    Err(Failure::Usage(format!("alias {address} already exists")))
+                }
+                Err(StoreError::Gone { .. }) => Err(Failure::Usage(format!(
+                    "alias {address} was deleted and cannot be reused"
+                ))),
+                Err(e) => Err(store_err(e)),
+            }
+        }
+        AliasAction::List { domain } => {
+            let mut filter = AliasFilter::default();
+            if let Some(name) = domain {
+                filter.domain = Some(hosted(store, &name).await?.id);
+            }
+            let mut names: std::collections::HashMap<MailboxId, String> =
+                std::collections::HashMap::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_aliases(Access::System, &filter, PageRequest { after, limit: 500 })
+                    .await
+                    .map_err(store_err)?;
+                for a in &page.items {
+                    let mut boxes = Vec::new();
+                    for id in &a.mailboxes {
+                        if !names.contains_key(id) {
+                            for m in store.list_mailboxes(a.owner).await.map_err(store_err)? {
+                                names.insert(m.id, m.address.to_string());
+                            }
+                        }
+                        boxes.push(names.get(id).cloned().unwrap_or_else(|| id.to_string()));
+                    }
+                    say!(
+                        out,
+                        "{:<40} {:<8} {:<7} {}",
+                        a.address,
+                        if a.enabled { "enabled" } else { "disabled" },
+                        match a.mode {
+                            AliasMode::Forward => "forward",
+                            _ => "alias",
+                        },
+                        boxes.join(",")
+                    );
+                }
+                match page.next {
+                    Some(c) => after = Some(c),
+                    None => break,
+                }
+            }
+            Ok(())
+        }
+        AliasAction::Disable { address } => {
+            set_alias_enabled(store, &address, false, now, out).await
+        }
+        AliasAction::Enable { address } => set_alias_enabled(store, &address, true, now, out).await,
+        AliasAction::Delete { address } => {
+            let a = find_alias(store, &address).await?;
+            store
+                .delete_alias(Access::System, a.id, now)
+                .await
+                .map_err(store_err)?;
+            say!(
+                out,
+                "alias {} deleted (mail to it is refused; the address cannot be reused)",
+                a.address
+            );
+            Ok(())
+        }
+        AliasAction::Import { file } => import(store, &ctx.path(&file), now, out).await,
+    }
+}
+
+async fn set_alias_enabled(
+    store: &dyn Store,
+    address: &str,
+    enabled: bool,
+    now: Timestamp,
+    out: Out<'_>,
+) -> Result<(), Failure> {
+    let mut alias = find_alias(store, address).await?;
+    alias.enabled = enabled;
+    alias.updated_at = now;
+    store
+        .update_alias(Access::System, &alias)
+        .await
+        .map_err(store_err)?;
+    say!(
+        out,
+        "alias {} {}",
+        alias.address,
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}
+
+async fn find_alias(store: &dyn Store, address: &str) -> Result<Alias, Failure> {
+    let address = EmailAddress::parse(address).map_err(|e| usage(address, e))?;
+    store
+        .find_alias_by_address(&address)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| Failure::Usage(format!("no alias {address}")))
+}
+
+async fn find_user(store: &dyn Store, email: &str) -> Result<User, Failure> {
+    let address = EmailAddress::parse(email).map_err(|e| usage(email, e))?;
+    store
+        .find_user_by_email(&address)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| Failure::Usage(format!("no account {address}")))
+}
+
+async fn all_users(store: &dyn Store) -> Result<Vec<User>, Failure> {
+    let mut users = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_users(PageRequest { after, limit: 500 })
+            .await
+            .map_err(store_err)?;
+        users.extend(page.items);
+        match page.next {
+            Some(c) => after = Some(c),
+            None => return Ok(users),
+        }
+    }
+}
+
+/// The one mailbox with `address` (of `owner` when given).
+async fn one_mailbox(
+    store: &dyn Store,
+    address: &str,
+    owner: Option<&str>,
+) -> Result<Mailbox, Failure> {
+    let wanted = EmailAddress::parse(address)
+        .map_err(|e| usage(address, e))?
+        .canonical();
+    let owners = match owner {
+        Some(email) => vec![find_user(store, email).await?],
+        None => all_users(store).await?,
+    };
+    let mut found: Vec<(Mailbox, EmailAddress)> = Vec::new();
+    for u in owners {
+        for m in store.list_mailboxes(u.id).await.map_err(store_err)? {
+            if m.address.canonical() == wanted {
+                found.push((m, u.email.clone()));
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(Failure::Usage(format!("no mailbox {address}"))),
+        1 => Ok(found.remove(0).0),
+        _ => Err(Failure::Usage(format!(
+            "mailbox {address} belongs to several accounts ({}); add --owner EMAIL",
+            found
+                .iter()
+                .map(|(_, e)| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        _ => "user",
+    }
+}
+
+fn status_name(status: UserStatus) -> &'static str {
+    match status {
+        UserStatus::Active => "active",
+        UserStatus::Disabled => "disabled",
+        UserStatus::Pending => "pending",
+        _ => "other",
+    }
+}
+
 /// Mailbox ids of `owner` for `addresses`, created verified when missing.
 async fn mailbox_ids(
     store: &dyn Store,
-    owner: smtpy::core::ids::UserId,
-    known: &mut std::collections::HashMap<String, smtpy::core::ids::MailboxId>,
+    owner: UserId,
+    known: &mut std::collections::HashMap<String, MailboxId>,
     addresses: &[EmailAddress],
-    now: smtpy::core::time::Timestamp,
-) -> Result<Vec<smtpy::core::ids::MailboxId>, Failure> {
+    now: Timestamp,
+) -> Result<Vec<MailboxId>, Failure> {
     let mut ids = Vec::new();
     for m in addresses {
         let id = match known.get(&m.canonical()) {
@@ -124,15 +780,14 @@ async fn mailbox_ids(
 async fn import(
     store: &dyn Store,
     file: &std::path::Path,
-    now: smtpy::core::time::Timestamp,
+    now: Timestamp,
+    out: Out<'_>,
 ) -> Result<(), Failure> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
     let mut domains = std::collections::HashMap::new();
-    let mut known: std::collections::HashMap<
-        smtpy::core::ids::UserId,
-        std::collections::HashMap<String, smtpy::core::ids::MailboxId>,
-    > = std::collections::HashMap::new();
+    let mut known: std::collections::HashMap<UserId, std::collections::HashMap<String, MailboxId>> =
+        std::collections::HashMap::new();
     let mut batch = Vec::new();
     let mut total = 0usize;
     for (n, line) in text.lines().enumerate() {
@@ -194,15 +849,15 @@ async fn import(
     }
     total += batch.len();
     store.create_aliases(&batch).await.map_err(store_err)?;
-    println!("{total} aliases imported");
+    say!(out, "{total} aliases imported");
     Ok(())
 }
 
-fn usage(what: &str, e: impl std::fmt::Display) -> Failure {
+pub fn usage(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::Usage(format!("{what}: {e}"))
 }
 
-fn store_err(e: StoreError) -> Failure {
+pub fn store_err(e: StoreError) -> Failure {
     Failure::Runtime(e.to_string())
 }
 
@@ -226,154 +881,6 @@ async fn operator(store: &dyn Store, config: &Config) -> Result<User, Failure> {
     }
 }
 
-pub async fn run(config: &Config, command: AdminCommand) -> Result<(), Failure> {
-    let (store, _queue) = open_store(config).await?;
-    let now = SystemClock.now();
-    match command {
-        AdminCommand::Domain {
-            action: DomainAction::Add { domain },
-        } => {
-            let name = DomainName::parse(&domain).map_err(|e| usage(&domain, e))?;
-            let owner = operator(&*store, config).await?;
-            let mut d = Domain::new(name.clone(), owner.id, String::new(), now);
-            d.verified_at = Some(now);
-            let keyring = crate::policy::keyring(config)?;
-            let records = crate::policy::provision_dkim(config, &mut d, &keyring)?;
-            match store.create_domain(&d).await {
-                Ok(()) => {
-                    println!("domain {name} added; publish these DNS records for DKIM:");
-                    print_records(&records);
-                }
-                Err(StoreError::AlreadyExists { .. }) => println!("domain {name} already hosted"),
-                Err(e) => return Err(store_err(e)),
-            }
-        }
-        AdminCommand::Domain {
-            action: DomainAction::DkimRecords { domain },
-        } => {
-            let d = hosted(&*store, &domain).await?;
-            print_records(&smtpy::core::dkim::records_to_publish(
-                &d,
-                &crate::policy::publish_mode(config),
-            ));
-        }
-        AdminCommand::Domain {
-            action: DomainAction::DkimRotate { domain },
-        } => {
-            let mut d = hosted(&*store, &domain).await?;
-            let keyring = crate::policy::keyring(config)?;
-            let mode = crate::policy::publish_mode(config);
-            let naming = smtpy::core::dkim::SelectorNaming::for_mode(&mode);
-            let selectors = smtpy::core::dkim::start_rotation(
-                &mut d,
-                &config.dkim_algorithms,
-                now,
-                &keyring,
-                &naming,
-            )
-            .map_err(|e| Failure::Runtime(format!("rotation failed: {e}")))?;
-            store
-                .update_domain(Access::System, &d)
-                .await
-                .map_err(store_err)?;
-            println!(
-                "new selectors {}: publish the records below; they sign after {:?}",
-                selectors.join(", "),
-                config.dkim_publish_delay
-            );
-            print_records(&smtpy::core::dkim::records_to_publish(&d, &mode));
-        }
-        AdminCommand::Alias {
-            action:
-                AliasAction::Add {
-                    address,
-                    mailboxes,
-                    mode,
-                },
-        } => {
-            let address = EmailAddress::parse(&address).map_err(|e| usage(&address, e))?;
-            let domain = store
-                .find_domain_by_name(address.domain())
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| {
-                    Failure::Usage(format!(
-                        "{} is not hosted; add it first: server admin domain add {}",
-                        address.domain(),
-                        address.domain()
-                    ))
-                })?;
-            let mut known = store
-                .list_mailboxes(domain.owner)
-                .await
-                .map_err(store_err)?
-                .into_iter()
-                .map(|m| (m.address.canonical(), m.id))
-                .collect();
-            let boxes = mailboxes
-                .iter()
-                .map(|m| EmailAddress::parse(m).map_err(|e| usage(m, e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids = mailbox_ids(&*store, domain.owner, &mut known, &boxes, now).await?;
-            if reserved(&address) {
-                return Err(Failure::Usage(format!(
-                    "{address}: local parts starting with \"{}\" or \"bounce=\" are reserved for reverse aliases and bounce addresses",
-                    smtpy::core::reverse::PREFIX
-                )));
-            }
-            let mut alias = Alias::new(address.clone(), domain.owner, domain.id, ids, now);
-            if mode == "forward" {
-                alias.mode = smtpy::core::model::AliasMode::Forward;
-            }
-            match store.create_alias(&alias).await {
-                Ok(()) => println!("alias {address} added"),
-                Err(StoreError::AlreadyExists { .. }) => {
-                    return Err(Failure::Usage(format!("alias {address} already exists")));
-                }
-                Err(StoreError::Gone { .. }) => {
-                    return Err(Failure::Usage(format!(
-                        "alias {address} was deleted and cannot be reused"
-                    )));
-                }
-                Err(e) => return Err(store_err(e)),
-            }
-        }
-        AdminCommand::User {
-            action:
-                UserAction::Create {
-                    email,
-                    admin,
-                    password_file,
-                },
-        } => {
-            create_user(&*store, &email, admin, password_file.as_deref(), now).await?;
-        }
-        AdminCommand::Alias {
-            action: AliasAction::Import { file },
-        } => {
-            import(&*store, &file, now).await?;
-        }
-        AdminCommand::Alias {
-            action: AliasAction::Disable { address },
-        } => {
-            let address = EmailAddress::parse(&address).map_err(|e| usage(&address, e))?;
-            let mut alias = store
-                .find_alias_by_address(&address)
-                .await
-                .map_err(store_err)?
-                .ok_or_else(|| Failure::Usage(format!("no alias {address}")))?;
-            alias.enabled = false;
-            alias.updated_at = now;
-            store
-                .update_alias(Access::System, &alias)
-                .await
-                .map_err(store_err)?;
-            println!("alias {address} disabled");
-        }
-    }
-    Ok(())
-}
-
 /// Shortest password accepted from `--password-file` (as the API's default).
 const MIN_PASSWORD_CHARS: usize = 10;
 
@@ -383,7 +890,8 @@ async fn create_user(
     email: &str,
     admin: bool,
     password_file: Option<&std::path::Path>,
-    now: smtpy::core::time::Timestamp,
+    now: Timestamp,
+    out: Out<'_>,
 ) -> Result<(), Failure> {
     use smtpy::core::model::{Actor, ApiScope, AuditEvent};
     use smtpy::core::password::{PasswordHash, PasswordParams};
@@ -454,31 +962,30 @@ async fn create_user(
         details,
     };
     if let Err(e) = store.append_audit(&event).await {
-        eprintln!("warning: the audit event was not written: {e}");
+        tracing::warn!(error = %e, "the audit event of user create was not written");
     }
-    println!(
+    say!(
+        out,
         "user {email} created ({}), id {}",
         if admin { "admin" } else { "user" },
         user.id
     );
-    println!("API key (shown once, it is not stored; use it as Authorization: Bearer <key>):");
-    println!("{}", key.token);
+    say!(
+        out,
+        "API key (shown once, it is not stored; use it as Authorization: Bearer <key>):"
+    );
+    say!(out, "{}", key.token);
     Ok(())
 }
 
-async fn hosted(store: &dyn Store, domain: &str) -> Result<Domain, Failure> {
+/// The hosted domain named `domain`.
+pub async fn hosted(store: &dyn Store, domain: &str) -> Result<Domain, Failure> {
     let name = DomainName::parse(domain).map_err(|e| usage(domain, e))?;
     store
         .find_domain_by_name(&name)
         .await
         .map_err(store_err)?
         .ok_or_else(|| Failure::Usage(format!("{name} is not hosted")))
-}
-
-fn print_records(records: &[smtpy::core::dkim::DnsRecord]) {
-    for r in records {
-        println!("{}", r.zone_line(3600));
-    }
 }
 
 /// Local parts smtpy uses for reverse aliases and bounce addresses.

@@ -1,15 +1,13 @@
 //! `server serve`: open the store, start the SMTP listeners and the delivery
 //! workers, stop cleanly on SIGTERM/SIGINT.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use smtpy::core::Store;
 use smtpy::core::address::DomainName;
 use smtpy::core::limits::Limits;
 use smtpy::core::srs::{Srs, SrsKey};
-use smtpy::core::store::QueueStore;
 use smtpy::core::time::{Clock, SystemClock};
 use smtpy::core::transport::Transport;
 use smtpy_smtp::delivery::{DeliveryConfig, DeliveryWorker, RetrySchedule};
@@ -30,60 +28,6 @@ pub enum Failure {
     Usage(String),
     /// Anything else.
     Runtime(String),
-}
-
-/// The store named by `store.url`: everything, and the queue.
-pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Arc<dyn QueueStore>), Failure> {
-    let url = config.store_url.as_str();
-    if let Some(path) = url.strip_prefix("redb://") {
-        let path = PathBuf::from(path);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                Failure::Runtime(format!(
-                    "store.url: cannot create {}: {e}",
-                    parent.display()
-                ))
-            })?;
-        }
-        let store = Arc::new(smtpy::redb::RedbStore::builder()
-                .cache_size(config.store_cache_size)
-                .open(&path)
-                .map_err(|e| match e {
-            smtpy::redb::OpenError::AlreadyOpen => Failure::Runtime(format!(
-                "store.url: {} is in use by another process (a running server?): a redb store \
-                 belongs to one process, so stop the server first, or use the SQL store",
-                path.display()
-            )),
-            e => Failure::Runtime(format!("store.url: cannot open {}: {e}", path.display())),
-        })?);
-        return Ok((
-            store.clone() as Arc<dyn Store>,
-            store as Arc<dyn QueueStore>,
-        ));
-    }
-    // SQLite or PostgreSQL: one store for everything, the queue included.
-    // A SQLite file is created on first start unless the URL says otherwise.
-    let url = if url.starts_with("sqlite:") && !url.contains("mode=") {
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}mode=rwc")
-    } else {
-        url.to_owned()
-    };
-    let store = Arc::new(
-        smtpy_store_sql::SqlStore::connect(&url)
-            .await
-            .map_err(|e| {
-                let message = format!("store.url: cannot open {}: {e}", redact(&url));
-                match e {
-                    smtpy::core::StoreError::Invalid { .. } => Failure::Usage(message),
-                    _ => Failure::Runtime(message),
-                }
-            })?,
-    );
-    Ok((
-        store.clone() as Arc<dyn Store>,
-        store as Arc<dyn QueueStore>,
-    ))
 }
 
 /// The text of a secret: the operator's file, the environment, or (in
@@ -247,7 +191,9 @@ pub async fn serve(
             config.data_dir.display()
         ))
     })?;
-    let (store, queue) = open_store(&config).await?;
+    let handles = crate::cli::open(&config, true).await?;
+    let (store, queue) = (Arc::clone(&handles.store), Arc::clone(&handles.queue));
+    let control = crate::control::Control::start(&config, handles)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let srs_domain = DomainName::parse(&config.srs_domain)
         .map_err(|e| Failure::Usage(format!("srs.domain: {e}")))?;
@@ -408,6 +354,7 @@ pub async fn serve(
     let reload = tokio::spawn(reloadable.run());
     tracing::info!(hostname = %config.hostname, store = %redact(&config.store_url), profile = config.profile.as_str(), "smtpy running");
     termination().await;
+    control.stop().await;
     tracing::info!("shutting down: refusing new connections, finishing transactions");
     readiness.set_smtp_listening(false);
     if let Some(api) = api {

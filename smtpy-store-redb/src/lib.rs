@@ -121,6 +121,7 @@
 mod accounts;
 mod activity;
 mod aliases;
+mod backup;
 mod codec;
 mod contacts;
 mod domains;
@@ -133,5 +134,8 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use backup::{
+    BackupError, BackupReport, CURRENT_SCHEMA_VERSION, IntegrityReport, schema_version, verify,
+};
 pub use error::OpenError;
 pub use store::{DEFAULT_CACHE_SIZE, RedbOptions, RedbStore};

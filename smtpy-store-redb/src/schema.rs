@@ -140,6 +140,23 @@ macro_rules! tables {
                 Ok(())
             }
         }
+
+        /// Copies every table of `src` into `dst` (a backup); the rows
+        /// copied per table, in declaration order.
+        pub(crate) fn copy_tables(
+            src: &redb::ReadTransaction,
+            dst: &WriteTransaction,
+        ) -> Result<Vec<(&'static str, u64)>, Error> {
+            Ok(vec![$(($name, crate::backup::copy_table(src, dst, $def)?),)*])
+        }
+
+        /// Reads every row of every table of `txn` (redb decodes each key
+        /// and value); the rows per table, in declaration order.
+        pub(crate) fn scan_tables(
+            txn: &redb::ReadTransaction,
+        ) -> Result<Vec<(&'static str, u64)>, Error> {
+            Ok(vec![$(($name, crate::backup::scan_table(txn, $def)?),)*])
+        }
     };
 }
 

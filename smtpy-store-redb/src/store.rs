@@ -219,8 +219,7 @@ impl RedbStore {
         self.committer.counts()
     }
 
-    /// The underlying database (tests poke at raw tables through it).
-    #[cfg(test)]
+    /// The underlying database (backups read it; tests poke at raw tables).
     pub(crate) fn database(&self) -> &Database {
         &self.db
     }

@@ -78,6 +78,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+mod backup;
 mod codec;
 mod db;
 mod error;
@@ -91,6 +92,7 @@ use std::fmt;
 use smtpy_core::StoreError;
 use sqlx::{PgPool, SqlitePool};
 
+pub use backup::{SqlBackupReport, SqlIntegrityReport, verify_sqlite_file};
 pub use db::Dialect;
 pub use migrate::{LATEST_VERSION, MIGRATIONS_TABLE, MigrationStatus};
 pub use options::SqlStoreOptions;

@@ -25,6 +25,7 @@ use smtpy_core::store::{Page, PageRequest, QueueStats, QueueStore};
 use smtpy_core::time::Timestamp;
 
 pub(crate) use commit::Committer;
+pub(crate) use row::QueueRow as BackupQueueRow;
 use row::{
     ENTITY, Lease, NewMessage, QueueRow, insert_message, is_queued, load_body, load_lease,
     load_row, move_due, remove_message, save_row,
