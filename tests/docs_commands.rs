@@ -69,11 +69,7 @@ fn documents() -> Vec<(String, String)> {
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("read a document");
-            let name = p
-                .strip_prefix(ROOT)
-                .unwrap_or(&p)
-                .display()
-                .to_string();
+            let name = p.strip_prefix(ROOT).unwrap_or(&p).display().to_string();
             (name, text)
         })
         .collect()
@@ -160,17 +156,18 @@ fn split_commands(line: &str) -> Vec<Vec<String>> {
     let mut in_word = false;
     let mut chars = line.chars().peekable();
     let mut skip_next_word = false;
-    let finish = |word: &mut String, in_word: &mut bool, words: &mut Vec<String>, skip: &mut bool| {
-        if *in_word {
-            if *skip {
-                *skip = false;
-            } else {
-                words.push(std::mem::take(word));
+    let finish =
+        |word: &mut String, in_word: &mut bool, words: &mut Vec<String>, skip: &mut bool| {
+            if *in_word {
+                if *skip {
+                    *skip = false;
+                } else {
+                    words.push(std::mem::take(word));
+                }
+                word.clear();
+                *in_word = false;
             }
-            word.clear();
-            *in_word = false;
-        }
-    };
+        };
     while let Some(c) = chars.next() {
         match c {
             '\'' => {
@@ -217,7 +214,10 @@ fn split_commands(line: &str) -> Vec<Vec<String>> {
                     in_word = false;
                 }
                 finish(&mut word, &mut in_word, &mut words, &mut skip_next_word);
-                while chars.peek().is_some_and(|n| matches!(n, '>' | '<' | '&' | '-')) {
+                while chars
+                    .peek()
+                    .is_some_and(|n| matches!(n, '>' | '<' | '&' | '-'))
+                {
                     chars.next();
                 }
                 skip_next_word = true;
@@ -241,8 +241,11 @@ fn server_args(words: &[String]) -> Option<Vec<String>> {
     let words: Vec<&String> = words
         .iter()
         .skip_while(|w| {
-            w.split_once('=')
-                .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            w.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
         })
         .collect();
     let first = words.first()?;
@@ -312,7 +315,10 @@ fn operations() -> BTreeMap<String, BTreeSet<String>> {
                 .map(|o| {
                     o.keys()
                         .filter(|k| {
-                            matches!(k.as_str(), "get" | "put" | "post" | "delete" | "patch" | "head")
+                            matches!(
+                                k.as_str(),
+                                "get" | "put" | "post" | "delete" | "patch" | "head"
+                            )
                         })
                         .map(|k| k.to_uppercase())
                         .collect()
@@ -412,7 +418,11 @@ fn every_api_call_in_the_docs_exists() {
                         && matches!(method, "GET" | "POST" | "PUT" | "PATCH" | "DELETE")
                         && target.starts_with("/api/v1/")
                     {
-                        calls.push((format!("{name}:{line}"), method.to_owned(), api_path(target)));
+                        calls.push((
+                            format!("{name}:{line}"),
+                            method.to_owned(),
+                            api_path(target),
+                        ));
                     }
                 }
             }
@@ -507,7 +517,11 @@ fn sample_value(default: &str) -> String {
 #[test]
 fn every_documented_configuration_key_is_accepted() {
     let keys = config_table();
-    assert!(keys.len() >= 60, "the configuration table lists {} keys", keys.len());
+    assert!(
+        keys.len() >= 60,
+        "the configuration table lists {} keys",
+        keys.len()
+    );
     let mut failures = Vec::new();
     for k in &keys {
         let expected_env = match &k.section {
@@ -541,7 +555,10 @@ fn every_documented_configuration_key_is_accepted() {
             .arg("check-config")
             .output()
             .expect("run check-config");
-        for (how, out) in [("in the file", &from_file), ("in the environment", &from_env)] {
+        for (how, out) in [
+            ("in the file", &from_file),
+            ("in the environment", &from_env),
+        ] {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let refused_key = stderr.contains("unknown field") || stderr.contains("unknown key");
             let crashed = !matches!(out.status.code(), Some(0 | 2));
@@ -569,7 +586,14 @@ fn every_smtpy_variable_in_the_docs_exists() {
     let table: BTreeSet<String> = config_table().into_iter().map(|k| k.env).collect();
     // Names the code reads or the tests and tools use.
     let mut sources = String::new();
-    for dir in ["examples", "tests", "benches", ".ci", "smtpy-http/src", "smtpy-core/src"] {
+    for dir in [
+        "examples",
+        "tests",
+        "benches",
+        ".ci",
+        "smtpy-http/src",
+        "smtpy-core/src",
+    ] {
         let mut stack = vec![Path::new(ROOT).join(dir)];
         while let Some(p) = stack.pop() {
             if p.is_dir() {
@@ -620,11 +644,18 @@ fn the_readme_walkthrough_is_marked_for_ci() {
         .expect("README has <!-- walkthrough:end -->");
     assert!(start < end, "the markers are in order");
     let block = &readme[start..end];
-    for needed in ["server --config smtpy.toml serve", "swaks", "admin alias create"] {
+    for needed in [
+        "server --config smtpy.toml serve",
+        "swaks",
+        "admin alias create",
+    ] {
         assert!(block.contains(needed), "the walk-through runs `{needed}`");
     }
     let ci = std::fs::read_to_string(Path::new(ROOT).join(".ci/run")).expect(".ci/run");
-    assert!(ci.contains(".ci/walkthrough.sh"), ".ci/run runs the walk-through");
+    assert!(
+        ci.contains(".ci/walkthrough.sh"),
+        ".ci/run runs the walk-through"
+    );
 }
 
 #[test]
@@ -642,20 +673,38 @@ fn the_shell_splitter_understands_the_docs_idioms() {
         ],
     };
     let commands = shell_commands(&block);
-    let servers: Vec<Vec<String>> = commands.iter().filter_map(|(_, w)| server_args(w)).collect();
+    let servers: Vec<Vec<String>> = commands
+        .iter()
+        .filter_map(|(_, w)| server_args(w))
+        .collect();
     assert_eq!(
         servers,
         vec![
-            vec!["--config", "smtpy.toml", "admin", "alias", "create", "a@b.example", "--mailbox", "m@c.example"]
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>(),
+            vec![
+                "--config",
+                "smtpy.toml",
+                "admin",
+                "alias",
+                "create",
+                "a@b.example",
+                "--mailbox",
+                "m@c.example"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
             vec!["check-config".to_owned()],
         ]
     );
     let calls: Vec<(String, String)> = commands.iter().filter_map(|(_, w)| curl_call(w)).collect();
-    assert_eq!(calls, vec![("PATCH".to_owned(), "/api/v1/aliases/$ID".to_owned())]);
+    assert_eq!(
+        calls,
+        vec![("PATCH".to_owned(), "/api/v1/aliases/$ID".to_owned())]
+    );
     assert!(path_matches("/api/v1/aliases/{id}", "/api/v1/aliases/$ID"));
     assert!(!path_matches("/api/v1/aliases/{id}", "/api/v1/aliases"));
-    assert!(!path_matches("/api/v1/aliases/bulk", "/api/v1/aliases/{id}"));
+    assert!(!path_matches(
+        "/api/v1/aliases/bulk",
+        "/api/v1/aliases/{id}"
+    ));
 }
