@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut domain = Domain::new(
         DomainName::parse("alias.example")?,
         user.id,
-        "t".into(),
+        "unused-verification-token".into(), // verified directly below
         now,
     );
     domain.verified_at = Some(now);
