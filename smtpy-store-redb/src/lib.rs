@@ -123,6 +123,7 @@ mod activity;
 mod aliases;
 mod codec;
 mod contacts;
+mod control;
 mod domains;
 mod error;
 mod events;
