@@ -24,12 +24,14 @@ const SMTPY_TABLES: &[&str] = &[
     "domain_default_mailboxes",
     "domains",
     "invitations",
+    "job_state",
     "mailboxes",
     "queue",
     "queue_bodies",
     "rate_limits",
     "rules",
     "sessions",
+    "settings",
     "usage_daily",
     "users",
 ];
@@ -167,7 +169,7 @@ async fn migration_3_down_and_up(store: &SqlStore) {
     let status = store.migration_status().await.expect("status");
     assert_eq!(
         status.iter().map(|m| m.applied).collect::<Vec<_>>(),
-        vec![true, true, false]
+        vec![true, true, false, false]
     );
 
     store.migrate_up().await.expect("migrate up");
