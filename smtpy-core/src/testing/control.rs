@@ -386,3 +386,113 @@ async fn job_state(store: &dyn Store, job: &str) -> crate::store::JobState {
         .find(|j| j.job == job)
         .unwrap_or_else(|| panic!("job {job} is listed"))
 }
+
+/// A job that counts its runs (for the scheduler tests).
+#[derive(Debug, Clone)]
+pub struct CountingJob {
+    /// Its name (leak a unique one with [`CountingJob::unique`]).
+    pub name: &'static str,
+    /// Its interval.
+    pub interval: std::time::Duration,
+    /// Runs so far, shared by clones.
+    pub runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, every run fails with this message.
+    pub fail: Option<&'static str>,
+}
+
+impl CountingJob {
+    /// A job with a name no other test uses, running every `interval`.
+    #[must_use]
+    pub fn unique(interval: std::time::Duration) -> Self {
+        Self {
+            name: Box::leak(unique("job").into_boxed_str()),
+            interval,
+            runs: std::sync::Arc::default(),
+            fail: None,
+        }
+    }
+
+    /// Runs so far.
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.runs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::Job for CountingJob {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn interval(&self) -> std::time::Duration {
+        self.interval
+    }
+    async fn run(&self, _now: Timestamp) -> Result<String, crate::jobs::JobError> {
+        let n = self
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        match self.fail {
+            Some(msg) => Err(crate::jobs::JobError::Failed(msg.to_owned())),
+            None => Ok(format!("run {n}")),
+        }
+    }
+}
+
+/// Two schedulers (two instances) sharing one store: each interval exactly
+/// one of them runs the job; when the holder stops renewing, the other
+/// takes over once the lease lapses. Not in [`conformance_suite!`]
+/// (it needs an `Arc`): backends call it from their own tests.
+pub async fn jobs_two_schedulers_share_leases(store: std::sync::Arc<dyn Store>) {
+    use crate::jobs::{JobOutcome, Scheduler};
+    use crate::metrics::{JOB_RUNS, Metrics};
+    use crate::time::ManualClock;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let interval = Duration::from_secs(60);
+    let job = CountingJob::unique(interval);
+    let clock = Arc::new(ManualClock::new(T0));
+    let (ma, mb) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
+    let mut a = Scheduler::new(Arc::clone(&store), clock.clone(), "instance-a".into(), ma.clone());
+    let mut b = Scheduler::new(Arc::clone(&store), clock.clone(), "instance-b".into(), mb.clone());
+    a.add(job.clone());
+    b.add(job.clone());
+
+    let ra = a.tick(T0).await;
+    let rb = b.tick(T0).await;
+    assert!(matches!(ra[0].outcome, JobOutcome::Ok(_)), "{ra:?}");
+    assert_eq!(rb[0].outcome, JobOutcome::Skipped, "a holds the lease");
+    assert_eq!(job.count(), 1);
+    assert!(a.tick(t(30)).await.is_empty(), "not due mid-interval");
+    assert!(b.tick(t(30)).await.is_empty(), "not due mid-interval");
+
+    // Next interval: a renews first and runs again; b still skips.
+    assert!(matches!(a.tick(t(60)).await[0].outcome, JobOutcome::Ok(_)));
+    assert_eq!(b.tick(t(60)).await[0].outcome, JobOutcome::Skipped);
+    assert_eq!(job.count(), 2, "one run per interval");
+
+    // a stops; its lease (until t(120)) lapses and b takes the job over.
+    assert_eq!(b.tick(t(120)).await[0].outcome, JobOutcome::Ok("run 3".into()));
+    assert_eq!(job.count(), 3);
+    let state = store
+        .list_jobs()
+        .await
+        .expect("list_jobs")
+        .into_iter()
+        .find(|j| j.job == job.name)
+        .expect("listed");
+    assert_eq!(state.holder.as_deref(), Some("instance-b"));
+    assert_eq!(state.lease_until, Some(t(180)));
+    assert_eq!(state.last_run_at, Some(t(120)));
+    assert_eq!(state.last_detail.as_deref(), Some("run 3"));
+    // a comes back: b's lease runs, a skips.
+    assert_eq!(a.tick(t(125)).await[0].outcome, JobOutcome::Skipped);
+    assert_eq!(job.count(), 3);
+
+    let labels = |outcome| [("job", job.name), ("outcome", outcome)];
+    assert_eq!(ma.get(JOB_RUNS, &labels("ok")), 2.0);
+    assert_eq!(ma.get(JOB_RUNS, &labels("skipped")), 1.0);
+    assert_eq!(mb.get(JOB_RUNS, &labels("ok")), 1.0);
+    assert_eq!(mb.get(JOB_RUNS, &labels("skipped")), 2.0);
+}
