@@ -331,7 +331,11 @@ mod tests {
             }))
             .expect("valid");
         assert_eq!(
-            (all_off.replies, all_off.send_from_alias, all_off.auto_create),
+            (
+                all_off.replies,
+                all_off.send_from_alias,
+                all_off.auto_create
+            ),
             (false, false, false)
         );
     }
@@ -378,7 +382,10 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert_eq!(store.get_setting(FEATURES_SETTING).await.expect("get"), None);
+        assert_eq!(
+            store.get_setting(FEATURES_SETTING).await.expect("get"),
+            None
+        );
         f.set(FeatureFlags {
             replies: false,
             ..FeatureFlags::default()

@@ -272,7 +272,8 @@ impl Scheduler {
         let started = Instant::now();
         let result = job.run(now).await;
         let seconds = started.elapsed().as_secs_f64();
-        self.metrics.observe(JOB_DURATION, &[("job", name)], seconds);
+        self.metrics
+            .observe(JOB_DURATION, &[("job", name)], seconds);
         let (outcome, run, next) = match result {
             Ok(summary) => {
                 self.metrics
@@ -316,7 +317,10 @@ impl Scheduler {
     /// dropped): ticks whenever a job is due, looking at the clock at least
     /// every 30 seconds. Leases this instance holds are left to lapse (a
     /// job that just ran is not run again elsewhere before its interval).
-    pub fn spawn(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 if *shutdown.borrow() {

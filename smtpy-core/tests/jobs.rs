@@ -51,7 +51,11 @@ async fn metrics_record_runs_duration_and_last_success() {
     s.tick(t(60)).await;
     let ok = [("job", job.name), ("outcome", "ok")];
     assert_eq!(metrics.get(JOB_RUNS, &ok), 2.0);
-    assert_eq!(metrics.get(JOB_DURATION, &[("job", job.name)]), 2.0, "two observations");
+    assert_eq!(
+        metrics.get(JOB_DURATION, &[("job", job.name)]),
+        2.0,
+        "two observations"
+    );
     assert_eq!(
         metrics.get(JOB_LAST_SUCCESS, &[("job", job.name)]),
         t(60).as_unix_secs() as f64
@@ -96,13 +100,20 @@ async fn a_failed_run_is_recorded_releases_the_lease_and_retries_sooner() {
     // Retried after RETRY_AFTER, not after the whole day.
     let retry_at = T0.saturating_add(RETRY_AFTER);
     assert_eq!(a.next_due(), Some(retry_at));
-    assert!(a.tick(retry_at.saturating_sub(Duration::from_secs(1))).await.is_empty());
+    assert!(
+        a.tick(retry_at.saturating_sub(Duration::from_secs(1)))
+            .await
+            .is_empty()
+    );
     assert_eq!(a.tick(retry_at).await.len(), 1);
     assert_eq!(failing.count(), 2);
     // Another instance may run it right away: nobody holds the lease.
     let mut b = scheduler(&store, "b", &metrics);
     b.add(failing.clone());
-    assert_eq!(b.tick(retry_at).await[0].outcome, JobOutcome::Error("boom".into()));
+    assert_eq!(
+        b.tick(retry_at).await[0].outcome,
+        JobOutcome::Error("boom".into())
+    );
 }
 
 #[tokio::test]
@@ -162,7 +173,10 @@ async fn purge_deleted_aliases_job_purges_after_retention() {
         )
         .await
         .expect("list");
-    assert_eq!(trash.items.iter().map(|a| a.id).collect::<Vec<_>>(), vec![recent.id]);
+    assert_eq!(
+        trash.items.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![recent.id]
+    );
 }
 
 #[tokio::test]
@@ -184,10 +198,34 @@ async fn session_cleanup_job_removes_expired_sessions_and_invitations() {
         job.run(t(100)).await.expect("run"),
         "removed 1 expired sessions and 1 expired invitations"
     );
-    assert!(store.find_session(&expired.id_hash).await.expect("find").is_none());
-    assert!(store.find_session(&live.id_hash).await.expect("find").is_some());
-    assert!(store.find_invitation(&old_inv.token_hash).await.expect("find").is_none());
-    assert!(store.find_invitation(&new_inv.token_hash).await.expect("find").is_some());
+    assert!(
+        store
+            .find_session(&expired.id_hash)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        store
+            .find_session(&live.id_hash)
+            .await
+            .expect("find")
+            .is_some()
+    );
+    assert!(
+        store
+            .find_invitation(&old_inv.token_hash)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        store
+            .find_invitation(&new_inv.token_hash)
+            .await
+            .expect("find")
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -205,7 +243,14 @@ async fn expire_aliases_job_soft_deletes_and_audits() {
     let row = store.get_alias(Access::System, gone.id).await.expect("get");
     assert_eq!(row.deleted_at, Some(t(100)), "soft-deleted, in the trash");
     for id in [keep.id, later.id] {
-        assert_eq!(store.get_alias(Access::System, id).await.expect("get").deleted_at, None);
+        assert_eq!(
+            store
+                .get_alias(Access::System, id)
+                .await
+                .expect("get")
+                .deleted_at,
+            None
+        );
     }
     let audit = store
         .list_audit(
@@ -224,7 +269,10 @@ async fn expire_aliases_job_soft_deletes_and_audits() {
         audit.items[0].details.get("address"),
         Some(&gone.address.to_string())
     );
-    assert_eq!(job.run(t(200)).await.expect("second run"), "expired 0 aliases");
+    assert_eq!(
+        job.run(t(200)).await.expect("second run"),
+        "expired 0 aliases"
+    );
 }
 
 #[tokio::test]
@@ -266,12 +314,12 @@ async fn event_retention_job_drops_old_events_and_idle_rate_limits() {
     let store = memory();
     let old = DeliveryEvent::new(EventKind::Accepted, T0);
     let new = DeliveryEvent::new(EventKind::Accepted, t(95 * 86_400));
-    store.append_events(&[old, new.clone()]).await.expect("events");
-    let quota = smtpy_core::gcra::Quota::per_hour(10).expect("quota");
     store
-        .check_rate("k", &quota, T0, 1)
+        .append_events(&[old, new.clone()])
         .await
-        .expect("rate");
+        .expect("events");
+    let quota = smtpy_core::gcra::Quota::per_hour(10).expect("quota");
+    store.check_rate("k", &quota, T0, 1).await.expect("rate");
     let job = EventRetention::new(Arc::clone(&store), 90 * DAY);
     let summary = job.run(t(100 * 86_400)).await.expect("run");
     assert_eq!(
@@ -279,7 +327,11 @@ async fn event_retention_job_drops_old_events_and_idle_rate_limits() {
         "deleted 1 old delivery events and 1 idle rate-limit keys"
     );
     let page = store
-        .list_events(Access::System, &EventFilter::default(), PageRequest::default())
+        .list_events(
+            Access::System,
+            &EventFilter::default(),
+            PageRequest::default(),
+        )
         .await
         .expect("list");
     assert_eq!(page.items, vec![new]);

@@ -74,10 +74,17 @@ async fn admin_reads_and_switches_flags_and_registration_follows() {
         .expect("audit");
     assert_eq!(audit.items.len(), 1);
     assert_eq!(
-        audit.items[0].details.get("registration").map(String::as_str),
+        audit.items[0]
+            .details
+            .get("registration")
+            .map(String::as_str),
         Some("true")
     );
-    assert_eq!(audit.items[0].details.get("replies"), None, "unchanged flags are not listed");
+    assert_eq!(
+        audit.items[0].details.get("replies"),
+        None,
+        "unchanged flags are not listed"
+    );
 
     root.patch("/api/v1/admin/features", json!({"registration": false}))
         .await
@@ -93,7 +100,10 @@ async fn config_open_registration_is_the_initial_value() {
     config.open_registration = true;
     let app = TestApp::start_with(config, |s| s).await;
     let root = app.admin("root@example.test").await;
-    assert_eq!(root.get("/api/v1/admin/features").await.expect(200)["registration"], true);
+    assert_eq!(
+        root.get("/api/v1/admin/features").await.expect(200)["registration"],
+        true
+    );
     register(&app, "open@example.test").await.expect(201);
 }
 
@@ -107,17 +117,18 @@ async fn a_flag_changed_in_the_store_reaches_the_api_after_refresh() {
     .await;
     // Another instance wrote the flags.
     Features::default()
-        .update(
-            &*app.store,
-            &json!({"registration": true}),
-            app.clock.now(),
-        )
+        .update(&*app.store, &json!({"registration": true}), app.clock.now())
         .await
         .expect("update");
     register(&app, "a@example.test")
         .await
         .assert_problem(403, "disabled");
-    assert!(features.refresh_if_changed(&*app.store).await.expect("refresh"));
+    assert!(
+        features
+            .refresh_if_changed(&*app.store)
+            .await
+            .expect("refresh")
+    );
     register(&app, "b@example.test").await.expect(201);
 }
 
@@ -202,7 +213,10 @@ async fn non_admins_get_403_and_bad_bodies_400_changing_nothing() {
     ] {
         let r = root.patch("/api/v1/admin/features", bad.clone()).await;
         r.assert_problem(400, "bad-request");
-        assert!(!r.body["detail"].as_str().unwrap_or("").is_empty(), "{bad}: {r:?}");
+        assert!(
+            !r.body["detail"].as_str().unwrap_or("").is_empty(),
+            "{bad}: {r:?}"
+        );
     }
     let unknown = root
         .patch("/api/v1/admin/features", json!({"unknown_flag": true}))

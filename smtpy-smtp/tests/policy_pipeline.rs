@@ -523,7 +523,10 @@ async fn replies_are_refused_while_the_replies_flag_is_off() {
         &message("bob@outside.test", "hello"),
     )
     .await;
-    assert!(replies[4].starts_with("250"), "forwarding is unaffected: {replies:?}");
+    assert!(
+        replies[4].starts_with("250"),
+        "forwarding is unaffected: {replies:?}"
+    );
     let contact = w
         .store
         .find_contact(
@@ -589,7 +592,10 @@ async fn catch_all_creates_no_alias_while_auto_create_is_off() {
         &message("bob@outside.test", "hi"),
     )
     .await;
-    assert!(replies[2].starts_with("550 5.1.1"), "unknown recipient: {replies:?}");
+    assert!(
+        replies[2].starts_with("550 5.1.1"),
+        "unknown recipient: {replies:?}"
+    );
     assert_eq!(
         w.store.find_alias_by_address(&new).await.expect("find"),
         None,
@@ -605,7 +611,11 @@ async fn catch_all_creates_no_alias_while_auto_create_is_off() {
     .await;
     assert!(replies[4].starts_with("250"), "{replies:?}");
     assert!(
-        w.store.find_alias_by_address(&new).await.expect("find").is_some(),
+        w.store
+            .find_alias_by_address(&new)
+            .await
+            .expect("find")
+            .is_some(),
         "created once the flag is on"
     );
     let _ = w.stop.send(true);

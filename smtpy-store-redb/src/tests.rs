@@ -377,7 +377,9 @@ async fn version_3_file_is_upgraded_with_control_tables() {
     downgrade_to_v3(&path);
     assert_eq!(raw_version(&path), Some(3));
     assert!(
-        table_names(&path).iter().all(|n| n != "settings" && n != "jobs"),
+        table_names(&path)
+            .iter()
+            .all(|n| n != "settings" && n != "jobs"),
         "a real version 3 file"
     );
     let store = RedbStore::open(&path).expect("upgrade");
@@ -388,7 +390,10 @@ async fn version_3_file_is_upgraded_with_control_tables() {
         assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
     }
     let store = RedbStore::open(&path).expect("open upgraded");
-    assert_eq!(store.get_user(user_id).await.expect("user kept").id, user_id);
+    assert_eq!(
+        store.get_user(user_id).await.expect("user kept").id,
+        user_id
+    );
     let s = store
         .put_setting("features", "{}", T0)
         .await

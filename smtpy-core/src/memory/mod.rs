@@ -26,9 +26,9 @@ use crate::model::{
 };
 use crate::store::{
     Access, AliasFilter, AliasStore, AuditFilter, AuditStore, BulkAliasAction, ContactStore,
-    ControlStore, CredentialStore, JobRun, JobState, MAX_PAGE_SIZE, Setting, check_control_key,
-    plan_usage_rollup, DomainStore, EventStore, MailboxStore, Page, PageRequest, RateLimitStore,
-    RuleStore, SortOrder, Store, UsageStore, UserStore,
+    ControlStore, CredentialStore, DomainStore, EventStore, JobRun, JobState, MAX_PAGE_SIZE,
+    MailboxStore, Page, PageRequest, RateLimitStore, RuleStore, Setting, SortOrder, Store,
+    UsageStore, UserStore, check_control_key, plan_usage_rollup,
 };
 use crate::time::{Day, Timestamp};
 

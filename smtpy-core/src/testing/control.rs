@@ -259,7 +259,11 @@ pub async fn control_expired_aliases(store: &dyn Store) {
     let one = store.expired_aliases(EARLY, 1).await.expect("limit 1");
     assert_eq!(one.len(), 1, "the limit holds");
     assert_eq!(
-        store.expired_aliases(EARLY, 0).await.expect("limit 0").len(),
+        store
+            .expired_aliases(EARLY, 0)
+            .await
+            .expect("limit 0")
+            .len(),
         1,
         "a zero limit is clamped to 1"
     );
@@ -373,7 +377,11 @@ pub async fn control_usage_rollup_preserves_totals(store: &dyn Store) {
     assert_eq!(alias_after[0].messages, 3);
 
     store.rollup_usage(cutoff).await.expect("second rollup");
-    assert_eq!(range(user).await, user_after, "a second run changes nothing");
+    assert_eq!(
+        range(user).await,
+        user_after,
+        "a second run changes nothing"
+    );
     assert_eq!(range(per_alias).await, alias_after);
 }
 
@@ -428,10 +436,7 @@ impl crate::jobs::Job for CountingJob {
         self.interval
     }
     async fn run(&self, _now: Timestamp) -> Result<String, crate::jobs::JobError> {
-        let n = self
-            .runs
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         match self.fail {
             Some(msg) => Err(crate::jobs::JobError::Failed(msg.to_owned())),
             None => Ok(format!("run {n}")),
@@ -454,8 +459,18 @@ pub async fn jobs_two_schedulers_share_leases(store: std::sync::Arc<dyn Store>) 
     let job = CountingJob::unique(interval);
     let clock = Arc::new(ManualClock::new(T0));
     let (ma, mb) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
-    let mut a = Scheduler::new(Arc::clone(&store), clock.clone(), "instance-a".into(), ma.clone());
-    let mut b = Scheduler::new(Arc::clone(&store), clock.clone(), "instance-b".into(), mb.clone());
+    let mut a = Scheduler::new(
+        Arc::clone(&store),
+        clock.clone(),
+        "instance-a".into(),
+        ma.clone(),
+    );
+    let mut b = Scheduler::new(
+        Arc::clone(&store),
+        clock.clone(),
+        "instance-b".into(),
+        mb.clone(),
+    );
     a.add(job.clone());
     b.add(job.clone());
 
@@ -473,7 +488,10 @@ pub async fn jobs_two_schedulers_share_leases(store: std::sync::Arc<dyn Store>) 
     assert_eq!(job.count(), 2, "one run per interval");
 
     // a stops; its lease (until t(120)) lapses and b takes the job over.
-    assert_eq!(b.tick(t(120)).await[0].outcome, JobOutcome::Ok("run 3".into()));
+    assert_eq!(
+        b.tick(t(120)).await[0].outcome,
+        JobOutcome::Ok("run 3".into())
+    );
     assert_eq!(job.count(), 3);
     let state = store
         .list_jobs()

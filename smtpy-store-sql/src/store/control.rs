@@ -173,9 +173,10 @@ impl ControlStore for SqlStore {
 
     async fn purge_expired_invitations(&self, now: Timestamp) -> StoreResult<u64> {
         let mut s = self.db.write_one().await?;
-        Ok(s
-            .execute("DELETE FROM invitations WHERE expires_at <= $1", args![now])
-            .await?)
+        Ok(
+            s.execute("DELETE FROM invitations WHERE expires_at <= $1", args![now])
+                .await?,
+        )
     }
 
     async fn rollup_usage(&self, before: Day) -> StoreResult<u64> {
@@ -198,8 +199,7 @@ impl ControlStore for SqlStore {
             let kind: String = r.get("subject_kind")?;
             let subject = subject_of(&kind, r.uuid("subject_id")?)?;
             let day: i64 = r.get("day")?;
-            let day =
-                Day::from_days_since_epoch(i32::try_from(day).map_err(|_| r.corrupt("day"))?);
+            let day = Day::from_days_since_epoch(i32::try_from(day).map_err(|_| r.corrupt("day"))?);
             owners.insert(subject, r.uuid("user_id")?);
             parsed.push((subject, day, r.u64("messages")?, r.u64("bytes")?));
         }
