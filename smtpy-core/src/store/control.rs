@@ -272,8 +272,9 @@ impl<S> UsageRollupPlan<S> {
 /// ```
 #[must_use]
 pub fn plan_usage_rollup<S: Ord + Clone>(rows: Vec<(S, Day, u64, u64)>) -> UsageRollupPlan<S> {
-    let mut groups: std::collections::BTreeMap<(S, Day), Vec<(Day, u64, u64)>> =
-        std::collections::BTreeMap::new();
+    /// (day, messages, bytes) of one subject's month.
+    type Days = Vec<(Day, u64, u64)>;
+    let mut groups: std::collections::BTreeMap<(S, Day), Days> = std::collections::BTreeMap::new();
     for (subject, day, messages, bytes) in rows {
         groups
             .entry((subject, month_start(day)))
