@@ -283,8 +283,16 @@ impl Features {
         now: Timestamp,
     ) -> Result<FeatureFlags, FeatureError> {
         // Start from the newest stored flags, so a patch made on one
-        // instance never reverts another instance's recent change.
-        self.refresh_if_changed(store).await?;
+        // instance never reverts another instance's recent change. A stored
+        // value that is not valid flags is overwritten by this update (it
+        // is the way to repair it).
+        match self.refresh_if_changed(store).await {
+            Ok(_) => {}
+            Err(FeatureError::Invalid(reason)) => {
+                tracing::warn!(%reason, "replacing invalid stored feature flags");
+            }
+            Err(e) => return Err(e),
+        }
         let flags = self.get().merged(patch)?;
         let json = serde_json::to_string(&flags)
             .map_err(|e| FeatureError::Invalid(format!("cannot encode the flags: {e}")))?;
@@ -370,6 +378,30 @@ mod tests {
         assert!(f.load(&store).await.expect("load"));
         assert!(!f.get().registration && !f.get().auto_create && f.get().replies);
         assert_eq!(f.version(), 2);
+    }
+
+    #[tokio::test]
+    async fn update_repairs_an_invalid_stored_value() {
+        let store = MemoryStore::new();
+        let now = Timestamp::from_unix_secs(5);
+        store
+            .put_setting(FEATURES_SETTING, "garbage", now)
+            .await
+            .expect("put");
+        let f = Features::default();
+        let flags = f
+            .update(&store, &serde_json::json!({"replies": false}), now)
+            .await
+            .expect("update over an invalid value");
+        assert!(!flags.replies);
+        let stored = store
+            .get_setting(FEATURES_SETTING)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(stored.version, 2);
+        let parsed: FeatureFlags = serde_json::from_str(&stored.value).expect("valid now");
+        assert_eq!(parsed, flags);
     }
 
     #[tokio::test]
