@@ -52,6 +52,8 @@
 //!   and quotas; [`bounce`] — bounce addresses and DSN classification;
 //!   [`notify`] — owner notifications; [`srs`], [`dsn`], [`forward`] — the
 //!   forwarding basics.
+//! * [`features`] — feature flags switched at runtime; [`jobs`] — the
+//!   background job scheduler (leases, metrics) and the store-only jobs.
 //! * `testing` (feature `testing`) — the conformance suite every backend runs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -62,9 +64,11 @@ pub mod dkim;
 pub mod dns;
 pub mod dsn;
 pub mod error;
+pub mod features;
 pub mod forward;
 pub mod gcra;
 pub mod ids;
+pub mod jobs;
 pub mod join;
 pub mod limits;
 pub mod memory;

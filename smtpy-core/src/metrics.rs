@@ -56,6 +56,14 @@ pub const HTTP_REQUESTS: &str = "smtpy_http_requests_total";
 /// Rate-limit denials by `scope` (SMTP and HTTP).
 pub const RATE_LIMIT_DENIALS: &str = "smtpy_rate_limit_denials_total";
 
+/// Background job runs by `job` and `outcome` (`ok`, `error`, or
+/// `skipped`: another instance held the job's lease).
+pub const JOB_RUNS: &str = "smtpy_job_runs_total";
+/// Unix time (seconds) of each `job`'s last successful run on this instance.
+pub const JOB_LAST_SUCCESS: &str = "smtpy_job_last_success_timestamp_seconds";
+/// Seconds each run of a `job` took (ok or error).
+pub const JOB_DURATION: &str = "smtpy_job_duration_seconds";
+
 /// Every family: name, kind and help text.
 pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (
@@ -95,6 +103,21 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         RATE_LIMIT_DENIALS,
         Kind::Counter,
         "Rate-limit denials by scope.",
+    ),
+    (
+        JOB_RUNS,
+        Kind::Counter,
+        "Background job runs by job and outcome (ok, error, skipped).",
+    ),
+    (
+        JOB_LAST_SUCCESS,
+        Kind::Gauge,
+        "Unix time of each job's last successful run on this instance.",
+    ),
+    (
+        JOB_DURATION,
+        Kind::Histogram,
+        "Seconds each background job run took.",
     ),
 ];
 

@@ -99,6 +99,7 @@ pub struct Router<'a> {
     srs: Option<&'a Srs>,
     reverse: Option<&'a ReverseAliases>,
     bounces: Option<&'a BounceAddresses>,
+    auto_create: bool,
 }
 
 /// Why a recipient is refused: the reply to give, and the store failure
@@ -136,7 +137,17 @@ impl<'a> Router<'a> {
             srs,
             reverse: None,
             bounces: None,
+            auto_create: true,
         }
+    }
+
+    /// Whether catch-all domains create aliases on first mail (default
+    /// `true`; the `auto_create` feature flag). When `false`, an unknown
+    /// address on a catch-all domain is refused like on any other domain.
+    #[must_use]
+    pub fn with_auto_create(mut self, auto_create: bool) -> Self {
+        self.auto_create = auto_create;
+        self
     }
 
     /// Recognises reverse aliases (replies and mail sent from aliases).
@@ -319,7 +330,7 @@ impl<'a> Router<'a> {
         rcpt: &EmailAddress,
         now: Timestamp,
     ) -> StoreResult<Option<Alias>> {
-        if !domain.catch_all.enabled || domain.default_mailboxes.is_empty() {
+        if !self.auto_create || !domain.catch_all.enabled || domain.default_mailboxes.is_empty() {
             return Ok(None);
         }
         let local = rcpt.local_part().as_str();

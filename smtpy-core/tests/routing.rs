@@ -332,6 +332,53 @@ async fn catch_all_creates_aliases_matching_the_pattern() {
     );
 }
 
+#[tokio::test]
+async fn catch_all_creates_nothing_when_auto_create_is_off() {
+    let f = fixture().await;
+    let mut d = f
+        .store
+        .get_domain(Access::System, f.domain.id)
+        .await
+        .expect("domain");
+    d.catch_all.enabled = true;
+    d.default_mailboxes = vec![f.mailbox.id];
+    f.store
+        .update_domain(Access::System, &d)
+        .await
+        .expect("catch-all");
+    let rcpt = addr("new@alias.example");
+    let route = async |auto_create| {
+        Router::new(&f.store, Some(&f.srs))
+            .with_auto_create(auto_create)
+            .route(&rcpt, None, NOW)
+            .await
+    };
+    assert_eq!(
+        route(false).await.map_err(|r| r.reply),
+        Err(Reply::UNKNOWN_RECIPIENT),
+        "the normal unknown-recipient reply"
+    );
+    assert_eq!(
+        f.store
+            .find_alias_by_address(&addr("new@alias.example"))
+            .await
+            .expect("find"),
+        None,
+        "no alias was created"
+    );
+    assert!(
+        matches!(route(true).await, Ok(Route::Forward { .. })),
+        "created once the flag is on"
+    );
+    assert!(
+        f.store
+            .find_alias_by_address(&addr("new@alias.example"))
+            .await
+            .expect("find")
+            .is_some()
+    );
+}
+
 #[test]
 fn auto_create_patterns_are_anchored_and_bounded() {
     assert!(pattern_matches("[a-z]+", "abc"));

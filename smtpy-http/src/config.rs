@@ -69,7 +69,9 @@ pub struct HttpConfig {
     /// terminates it): cookies get `Secure` and the `__Host-` prefix, and
     /// responses carry `Strict-Transport-Security`.
     pub tls: bool,
-    /// Anyone may register without an invitation.
+    /// Anyone may register without an invitation: the initial value of the
+    /// `registration` feature flag (the runtime flag decides; see
+    /// [`ApiState::with_features`](crate::ApiState::with_features)).
     pub open_registration: bool,
     /// A session ends after this long without a request (default 2 h).
     pub session_idle: Duration,

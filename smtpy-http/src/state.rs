@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use smtpy_core::dns::Dns;
+use smtpy_core::features::{FeatureFlags, Features};
 use smtpy_core::ids::UserId;
 use smtpy_core::limits::{Limits, LocalLimiter, RateLimiter};
 use smtpy_core::metrics::Metrics;
@@ -78,6 +79,7 @@ struct Inner {
     reverse: Option<Arc<ReverseAliases>>,
     token_key: Arc<[u8]>,
     queue: Option<Arc<dyn QueueStore>>,
+    features: Features,
 }
 
 /// Everything the API needs, cheap to clone. Build with [`ApiState::new`]
@@ -128,7 +130,6 @@ impl ApiState {
         ApiState {
             inner: Arc::new(Inner {
                 store,
-                config,
                 limiter: Arc::new(LocalLimiter::new(clock.clone())),
                 clock,
                 metrics: Arc::new(Metrics::new()),
@@ -140,6 +141,11 @@ impl ApiState {
                 reverse: None,
                 token_key,
                 queue: None,
+                features: Features::new(FeatureFlags {
+                    registration: config.open_registration,
+                    ..FeatureFlags::default()
+                }),
+                config,
             }),
         }
     }
@@ -163,6 +169,7 @@ impl ApiState {
                     reverse: old.reverse.clone(),
                     token_key: old.token_key.clone(),
                     queue: old.queue.clone(),
+                    features: old.features.clone(),
                 };
                 f(&mut inner);
                 self.inner = Arc::new(inner);
@@ -231,6 +238,24 @@ impl ApiState {
     #[must_use]
     pub fn with_queue(self, queue: Arc<dyn QueueStore>) -> ApiState {
         self.edit(|i| i.queue = Some(queue))
+    }
+
+    /// Reads the runtime feature flags from `features`, shared with the
+    /// SMTP side and refreshed from the store by the embedding service.
+    /// Without it the state has its own handle with the defaults and
+    /// `registration` = [`HttpConfig::open_registration`]. The flags decide
+    /// open registration (`registration`) and owner-created contacts
+    /// (`send_from_alias`); administrators change them through
+    /// `PATCH /api/v1/admin/features`.
+    #[must_use]
+    pub fn with_features(self, features: Features) -> ApiState {
+        self.edit(|i| i.features = features)
+    }
+
+    /// The feature flags handle.
+    #[must_use]
+    pub fn features(&self) -> &Features {
+        &self.inner.features
     }
 
     /// The mail queue, if any.

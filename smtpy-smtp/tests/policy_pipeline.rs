@@ -9,6 +9,7 @@ use smtpy_core::auth::Authenticator;
 use smtpy_core::bounce::BounceAddresses;
 use smtpy_core::dkim::SigningKey;
 use smtpy_core::dns::StaticDns;
+use smtpy_core::features::{FeatureFlags, Features};
 use smtpy_core::limits::{LimitPolicy, Limits, LocalLimiter};
 use smtpy_core::memory::MemoryStore;
 use smtpy_core::model::{
@@ -41,6 +42,14 @@ struct World {
 }
 
 async fn world(rules: Vec<ForwardingRule>, alias_limit: Option<u32>) -> World {
+    world_with(rules, alias_limit, Features::default()).await
+}
+
+async fn world_with(
+    rules: Vec<ForwardingRule>,
+    alias_limit: Option<u32>,
+    features: Features,
+) -> World {
     let store = Arc::new(MemoryStore::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
@@ -94,7 +103,8 @@ async fn world(rules: Vec<ForwardingRule>, alias_limit: Option<u32>) -> World {
     policy.notify_from = Some(EmailAddress::parse("notifications@mx.test").expect("n"));
 
     let acceptor = Acceptor::new(store.clone(), store.clone(), Arc::clone(&clock), "mx.test")
-        .with_policy(Arc::new(policy));
+        .with_policy(Arc::new(policy))
+        .with_features(features);
     let server = SmtpServer::new(SessionConfig::new("mx.test"), acceptor, clock);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -495,6 +505,118 @@ async fn one_message_to_contacts_of_two_aliases_is_refused_not_dropped() {
             .iter()
             .any(|m| m.kind == MessageKind::Reply),
         "nothing sent"
+    );
+    let _ = w.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_refused_while_the_replies_flag_is_off() {
+    let features = Features::new(FeatureFlags {
+        replies: false,
+        ..FeatureFlags::default()
+    });
+    let w = world_with(Vec::new(), None, features.clone()).await;
+    let replies = transaction(
+        w.port,
+        "bob@outside.test",
+        "shop@alias.test",
+        &message("bob@outside.test", "hello"),
+    )
+    .await;
+    assert!(
+        replies[4].starts_with("250"),
+        "forwarding is unaffected: {replies:?}"
+    );
+    let contact = w
+        .store
+        .find_contact(
+            w.alias.id,
+            &EmailAddress::parse("bob@outside.test").expect("a"),
+        )
+        .await
+        .expect("lookup")
+        .expect("contact");
+    let reverse = format!("{}@alias.test", contact.reverse_key);
+    let reply = format!(
+        "From: Me <{MAILBOX}>\r\nTo: <{reverse}>\r\nSubject: Re: hello\r\nMessage-ID: <r2@mail.test>\r\n\r\nThanks!"
+    );
+    let refused = transaction(w.port, MAILBOX, &reverse, &reply).await;
+    assert_eq!(
+        refused[2], "550 5.7.1 Replies through aliases are disabled on this server",
+        "{refused:?}"
+    );
+    assert!(
+        !queued(&w.store)
+            .await
+            .iter()
+            .any(|m| m.kind == MessageKind::Reply),
+        "nothing queued"
+    );
+    // Switched on at runtime: the next reply goes through.
+    features.set(FeatureFlags::default());
+    let accepted = transaction(w.port, MAILBOX, &reverse, &reply).await;
+    assert!(accepted[4].starts_with("250"), "{accepted:?}");
+    assert!(
+        queued(&w.store)
+            .await
+            .iter()
+            .any(|m| m.kind == MessageKind::Reply),
+        "the reply is queued"
+    );
+    let _ = w.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_all_creates_no_alias_while_auto_create_is_off() {
+    let features = Features::new(FeatureFlags {
+        auto_create: false,
+        ..FeatureFlags::default()
+    });
+    let w = world_with(Vec::new(), None, features.clone()).await;
+    let mut domain = w
+        .store
+        .get_domain(Access::System, w.alias.domain)
+        .await
+        .expect("domain");
+    domain.catch_all.enabled = true;
+    domain.default_mailboxes = w.alias.mailboxes.clone();
+    w.store
+        .update_domain(Access::System, &domain)
+        .await
+        .expect("catch-all on");
+    let new = EmailAddress::parse("fresh@alias.test").expect("a");
+    let replies = transaction(
+        w.port,
+        "bob@outside.test",
+        "fresh@alias.test",
+        &message("bob@outside.test", "hi"),
+    )
+    .await;
+    assert!(
+        replies[2].starts_with("550 5.1.1"),
+        "unknown recipient: {replies:?}"
+    );
+    assert_eq!(
+        w.store.find_alias_by_address(&new).await.expect("find"),
+        None,
+        "no alias created"
+    );
+    features.set(FeatureFlags::default());
+    let replies = transaction(
+        w.port,
+        "bob@outside.test",
+        "fresh@alias.test",
+        &message("bob@outside.test", "hi"),
+    )
+    .await;
+    assert!(replies[4].starts_with("250"), "{replies:?}");
+    assert!(
+        w.store
+            .find_alias_by_address(&new)
+            .await
+            .expect("find")
+            .is_some(),
+        "created once the flag is on"
     );
     let _ = w.stop.send(true);
 }

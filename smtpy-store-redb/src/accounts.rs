@@ -46,7 +46,7 @@ fn remove_api_key(tx: &Tx<'_>, key: &ApiKey) -> Result<(), Error> {
     Ok(())
 }
 
-fn remove_invitation(tx: &Tx<'_>, inv: &Invitation) -> Result<(), Error> {
+pub(crate) fn remove_invitation(tx: &Tx<'_>, inv: &Invitation) -> Result<(), Error> {
     tx.invitations()?.remove(&inv.id.to_bytes())?;
     tx.invitations_by_token()?
         .remove(inv.token_hash.as_bytes())?;

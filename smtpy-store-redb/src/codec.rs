@@ -46,6 +46,8 @@ records!(
     ForwardingRule => "rule",
     AuditEvent => "audit event",
     DeliveryEvent => "delivery event",
+    smtpy_core::store::Setting => "setting",
+    smtpy_core::store::JobState => "job",
 );
 
 /// Encodes a row: version byte, then postcard.

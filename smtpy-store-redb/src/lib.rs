@@ -124,6 +124,7 @@ mod aliases;
 mod backup;
 mod codec;
 mod contacts;
+mod control;
 mod domains;
 mod error;
 mod events;

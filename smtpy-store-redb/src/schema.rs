@@ -1,6 +1,6 @@
 //! Tables, the schema version and its upgrade steps.
 //!
-//! # Layout (schema version 3)
+//! # Layout (schema version 4)
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
@@ -49,6 +49,8 @@
 //! | `queue_due` | eligible_at ‖ message id (unheld only) | — |
 //! | `queue_held` | message id (held only) | — |
 //! | `queue_by_received` | received_at ‖ message id | — |
+//! | `settings` | setting key | row: value (JSON text), version, updated_at |
+//! | `jobs` | job name | row: lease holder and until, last run |
 //!
 //! Every index is written in the same write transaction as its row.
 //!
@@ -70,6 +72,13 @@
 //! (`since`, `kinds`: the bounce-threshold count) are answered from the
 //! index alone; a list walks one index newest first (descending id) and
 //! reads only the rows it may return.
+//!
+//! Version 4 added the control plane (`ControlStore`): runtime settings
+//! (`settings`, one row per key, its version bumped on every write) and
+//! background job leases and run records (`jobs`, one row per job). A
+//! lease is taken in one write transaction, which redb runs one at a time,
+//! so two callers never both get it. The upgrade only creates the two
+//! (empty) tables.
 
 use std::cell::{RefCell, RefMut};
 
@@ -85,7 +94,7 @@ use crate::codec::{Record, decode, encode};
 use crate::error::{Error, OpenError};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u64 = 3;
+pub(crate) const SCHEMA_VERSION: u64 = 4;
 
 /// Key of the schema version in [`META`].
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -206,6 +215,8 @@ tables! {
     events_by_mailbox, EVENTS_BY_MAILBOX, "events_by_mailbox": &'static [u8; 32] => &'static [u8; 9];
     events_by_message, EVENTS_BY_MESSAGE, "events_by_message": &'static [u8; 32] => &'static [u8; 9];
     events_by_time, EVENTS_BY_TIME, "events_by_time": &'static [u8; 24] => u8;
+    settings, SETTINGS, "settings": &'static str => &'static [u8];
+    jobs, JOBS, "jobs": &'static str => &'static [u8];
 }
 
 impl Tx<'_> {
@@ -248,7 +259,19 @@ pub(crate) const UPGRADES: &[UpgradeStep] = &[
         description: "give users their settings; add the delivery event tables",
         apply: add_user_settings_and_events,
     },
+    UpgradeStep {
+        from: 3,
+        description: "add the control plane tables (settings, job leases)",
+        apply: add_control_tables,
+    },
 ];
+
+/// 3 → 4: creates the (empty) `settings` and `jobs` tables.
+fn add_control_tables(tx: &Tx<'_>) -> Result<(), Error> {
+    drop(tx.settings()?);
+    drop(tx.jobs()?);
+    Ok(())
+}
 
 /// 1 → 2: creates the (empty) queue tables.
 fn add_queue_tables(tx: &Tx<'_>) -> Result<(), Error> {

@@ -328,11 +328,83 @@ pub(crate) fn downgrade_to_v2(path: &Path) {
             "{name} existed"
         );
     }
+    txn.commit().expect("commit");
+    drop(db);
+    downgrade_to_v3(path);
+    let db = Database::create(path).expect("raw open");
+    let txn = db.begin_write().expect("write txn");
     txn.open_table(META)
         .expect("meta")
         .insert(SCHEMA_VERSION_KEY, 2)
         .expect("version");
     txn.commit().expect("commit");
+}
+
+/// The tables version 4 added.
+const CONTROL_TABLES: [&str; 2] = ["settings", "jobs"];
+
+/// Turns a closed file written by this build into a version 3 file: no
+/// control plane tables, schema version 3.
+pub(crate) fn downgrade_to_v3(path: &Path) {
+    let db = Database::create(path).expect("raw open");
+    let txn = db.begin_write().expect("write txn");
+    for name in CONTROL_TABLES {
+        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(name);
+        assert!(
+            txn.delete_table(def).expect("delete table"),
+            "{name} existed"
+        );
+    }
+    txn.open_table(META)
+        .expect("meta")
+        .insert(SCHEMA_VERSION_KEY, 3)
+        .expect("version");
+    txn.commit().expect("commit");
+}
+
+/// A version 3 file opens as version 4: the control tables appear, the
+/// data stays, and settings and leases work on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_3_file_is_upgraded_with_control_tables() {
+    use smtpy_core::store::ControlStore;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("smtpy.redb");
+    let user_id = {
+        let store = RedbStore::open(&path).expect("open");
+        let f = fixture(&store).await;
+        f.user.id
+    };
+    downgrade_to_v3(&path);
+    assert_eq!(raw_version(&path), Some(3));
+    assert!(
+        table_names(&path)
+            .iter()
+            .all(|n| n != "settings" && n != "jobs"),
+        "a real version 3 file"
+    );
+    let store = RedbStore::open(&path).expect("upgrade");
+    drop(store);
+    assert_eq!(raw_version(&path), Some(4));
+    let names = table_names(&path);
+    for name in CONTROL_TABLES {
+        assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+    }
+    let store = RedbStore::open(&path).expect("open upgraded");
+    assert_eq!(
+        store.get_user(user_id).await.expect("user kept").id,
+        user_id
+    );
+    let s = store
+        .put_setting("features", "{}", T0)
+        .await
+        .expect("put_setting");
+    assert_eq!(s.version, 1);
+    assert!(
+        store
+            .acquire_job_lease("job", "me", T0, T0)
+            .await
+            .expect("lease")
+    );
 }
 
 fn custom_settings() -> smtpy_core::model::UserSettings {
@@ -358,7 +430,6 @@ async fn version_2_file_is_upgraded_with_user_settings_and_event_tables() {
     use smtpy_core::model::{DeliveryEvent, EventFilter, EventKind, UserSettings};
     use smtpy_core::password::{PasswordHash, PasswordParams};
     use smtpy_core::store::{EventStore, PageRequest};
-    assert_eq!(SCHEMA_VERSION, 3);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("smtpy.redb");
     let (f, admin, alias_row) = {
@@ -391,7 +462,7 @@ async fn version_2_file_is_upgraded_with_user_settings_and_event_tables() {
 
     let store = RedbStore::open(&path).expect("upgrade");
     drop(store);
-    assert_eq!(raw_version(&path), Some(3));
+    assert_eq!(raw_version(&path), Some(SCHEMA_VERSION));
     let names = table_names(&path);
     for name in EVENT_TABLES {
         assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
@@ -471,7 +542,7 @@ async fn version_2_upgrade_keeps_current_rows_and_refuses_garbage() {
             "a current row keeps its settings"
         );
     }
-    assert_eq!(raw_version(&path), Some(3));
+    assert_eq!(raw_version(&path), Some(SCHEMA_VERSION));
 
     // A user row that is neither layout.
     let ghost = [7u8; 16];

@@ -17,3 +17,9 @@ fn fresh_store() -> Arc<dyn Store> {
 }
 
 smtpy_core::conformance_suite!(|| async { Some(fresh_store()) });
+
+/// Two background job schedulers sharing one redb store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_share_leases() {
+    smtpy_core::testing::jobs_two_schedulers_share_leases(fresh_store()).await;
+}

@@ -59,10 +59,18 @@ const MIGRATIONS: &[Embedded] = &[
         postgres_up: include_str!("../migrations/postgres/0003_events_settings.up.sql"),
         postgres_down: include_str!("../migrations/postgres/0003_events_settings.down.sql"),
     },
+    Embedded {
+        version: 4,
+        description: "control",
+        sqlite_up: include_str!("../migrations/sqlite/0004_control.up.sql"),
+        sqlite_down: include_str!("../migrations/sqlite/0004_control.down.sql"),
+        postgres_up: include_str!("../migrations/postgres/0004_control.up.sql"),
+        postgres_down: include_str!("../migrations/postgres/0004_control.down.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 3;
+pub const LATEST_VERSION: i64 = 4;
 
 /// The table recording which migrations are applied.
 pub const MIGRATIONS_TABLE: &str = "_smtpy_migrations";

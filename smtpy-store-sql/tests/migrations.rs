@@ -24,12 +24,14 @@ const SMTPY_TABLES: &[&str] = &[
     "domain_default_mailboxes",
     "domains",
     "invitations",
+    "job_state",
     "mailboxes",
     "queue",
     "queue_bodies",
     "rate_limits",
     "rules",
     "sessions",
+    "settings",
     "usage_daily",
     "users",
 ];
@@ -167,7 +169,7 @@ async fn migration_3_down_and_up(store: &SqlStore) {
     let status = store.migration_status().await.expect("status");
     assert_eq!(
         status.iter().map(|m| m.applied).collect::<Vec<_>>(),
-        vec![true, true, false]
+        vec![true, true, false, false]
     );
 
     store.migrate_up().await.expect("migrate up");
@@ -276,4 +278,64 @@ where
         out.push(h.await.expect("join").expect("connect and migrate"));
     }
     out
+}
+
+/// Down to 3 drops the settings and the job leases and keeps everything
+/// else; up again gives empty, working tables.
+async fn migration_4_down_and_up(store: &SqlStore) {
+    use smtpy_core::store::ControlStore;
+    let t0 = Timestamp::from_unix_secs(1_700_000_000);
+    store
+        .put_setting("features", r#"{"replies":false}"#, t0)
+        .await
+        .expect("put_setting");
+    assert!(
+        store
+            .acquire_job_lease("job", "a", t0, t0)
+            .await
+            .expect("lease")
+    );
+    user_round_trip(store).await;
+
+    store.migrate_down(3).await.expect("migrate down to 3");
+    let at_3 = tables(store).await;
+    assert!(
+        !at_3.iter().any(|t| t == "settings" || t == "job_state"),
+        "{at_3:?}"
+    );
+    assert!(at_3.iter().any(|t| t == "delivery_events"), "{at_3:?}");
+    let status = store.migration_status().await.expect("status");
+    assert_eq!(
+        status.iter().map(|m| m.applied).collect::<Vec<_>>(),
+        vec![true, true, true, false]
+    );
+
+    store.migrate_up().await.expect("migrate up");
+    assert_eq!(tables(store).await, SMTPY_TABLES);
+    assert_eq!(
+        store.get_setting("features").await.expect("get"),
+        None,
+        "the settings went with the table"
+    );
+    let again = store
+        .put_setting("features", "{}", t0)
+        .await
+        .expect("put after the upgrade");
+    assert_eq!(again.version, 1);
+    assert!(store.list_jobs().await.expect("jobs").is_empty());
+    user_round_trip(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_migration_4_down_and_up() {
+    let store = common::new_sqlite_store().await;
+    migration_4_down_and_up(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_migration_4_down_and_up() {
+    let Some(store) = common::new_postgres_store().await else {
+        return;
+    };
+    migration_4_down_and_up(&store).await;
 }

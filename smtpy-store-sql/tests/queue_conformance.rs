@@ -104,7 +104,8 @@ async fn queue_down_and_up(store: &SqlStore) {
         vec![
             (1, "init", true),
             (2, "queue", false),
-            (3, "events_settings", false)
+            (3, "events_settings", false),
+            (4, "control", false)
         ]
     );
     assert_eq!(

@@ -26,8 +26,9 @@ use crate::model::{
 };
 use crate::store::{
     Access, AliasFilter, AliasStore, AuditFilter, AuditStore, BulkAliasAction, ContactStore,
-    CredentialStore, DomainStore, EventStore, MailboxStore, Page, PageRequest, RateLimitStore,
-    RuleStore, SortOrder, Store, UsageStore, UserStore,
+    ControlStore, CredentialStore, DomainStore, EventStore, JobRun, JobState, MAX_PAGE_SIZE,
+    MailboxStore, Page, PageRequest, RateLimitStore, RuleStore, Setting, SortOrder, Store,
+    UsageStore, UserStore, check_control_key, plan_usage_rollup,
 };
 use crate::time::{Day, Timestamp};
 
@@ -58,6 +59,8 @@ struct State {
     events: BTreeMap<EventId, DeliveryEvent>,
     usage: BTreeMap<(UsageSubject, Day), (u64, u64)>,
     rate: HashMap<String, i64>,
+    settings: BTreeMap<String, Setting>,
+    jobs: BTreeMap<String, JobState>,
     queue: BTreeMap<MessageId, QueueEntry>,
 }
 
@@ -1341,6 +1344,122 @@ impl RateLimitStore for MemoryStore {
             let before = s.rate.len();
             s.rate.retain(|_, tat| *tat > older_than.as_unix_millis());
             Ok((before - s.rate.len()) as u64)
+        })
+    }
+}
+
+#[async_trait]
+impl ControlStore for MemoryStore {
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<Setting>> {
+        self.read(|s| Ok(s.settings.get(key).cloned()))
+    }
+
+    async fn put_setting(&self, key: &str, value: &str, now: Timestamp) -> StoreResult<Setting> {
+        check_control_key("setting", key)?;
+        self.write(|s| {
+            let version = s.settings.get(key).map_or(1, |old| old.version + 1);
+            let setting = Setting {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                version,
+                updated_at: now,
+            };
+            s.settings.insert(key.to_owned(), setting.clone());
+            Ok(setting)
+        })
+    }
+
+    async fn list_settings(&self) -> StoreResult<Vec<Setting>> {
+        self.read(|s| Ok(s.settings.values().cloned().collect()))
+    }
+
+    async fn acquire_job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        check_control_key("job", job)?;
+        check_control_key("job holder", holder)?;
+        self.write(|s| {
+            let state = s
+                .jobs
+                .entry(job.to_owned())
+                .or_insert_with(|| JobState::new(job));
+            if !state.lease_available(holder, now) {
+                return Ok(false);
+            }
+            state.holder = Some(holder.to_owned());
+            state.lease_until = Some(until);
+            Ok(true)
+        })
+    }
+
+    async fn release_job_lease(&self, job: &str, holder: &str) -> StoreResult<bool> {
+        self.write(|s| match s.jobs.get_mut(job) {
+            Some(state) if state.holder.as_deref() == Some(holder) => {
+                state.holder = None;
+                state.lease_until = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+    }
+
+    async fn record_job_run(&self, job: &str, run: &JobRun) -> StoreResult<()> {
+        check_control_key("job", job)?;
+        self.write(|s| {
+            s.jobs
+                .entry(job.to_owned())
+                .or_insert_with(|| JobState::new(job))
+                .apply_run(run);
+            Ok(())
+        })
+    }
+
+    async fn list_jobs(&self) -> StoreResult<Vec<JobState>> {
+        self.read(|s| Ok(s.jobs.values().cloned().collect()))
+    }
+
+    async fn expired_aliases(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Alias>> {
+        let limit = limit.clamp(1, MAX_PAGE_SIZE) as usize;
+        self.read(|s| {
+            Ok(s.aliases
+                .values()
+                .filter(|a| a.deleted_at.is_none() && a.expires_at.is_some_and(|e| e <= now))
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn purge_expired_invitations(&self, now: Timestamp) -> StoreResult<u64> {
+        self.write(|s| {
+            let before = s.invitations.len();
+            s.invitations.retain(|_, i| i.expires_at > now);
+            s.invitation_by_hash
+                .retain(|_, id| s.invitations.contains_key(id));
+            Ok((before - s.invitations.len()) as u64)
+        })
+    }
+
+    async fn rollup_usage(&self, before: Day) -> StoreResult<u64> {
+        self.write(|s| {
+            let rows = s
+                .usage
+                .iter()
+                .filter(|((_, day), _)| *day < before)
+                .map(|((subject, day), (m, b))| (*subject, *day, *m, *b))
+                .collect();
+            let plan = plan_usage_rollup(rows);
+            for key in &plan.delete {
+                s.usage.remove(key);
+            }
+            for (subject, month, m, b) in &plan.write {
+                s.usage.insert((*subject, *month), (*m, *b));
+            }
+            Ok(plan.removed())
         })
     }
 }

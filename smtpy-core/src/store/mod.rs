@@ -57,7 +57,12 @@ use crate::model::{
 };
 use crate::time::{Day, Timestamp};
 
+mod control;
 mod queue;
+pub use control::{
+    ControlStore, JobRun, JobState, MAX_CONTROL_KEY_LEN, Setting, UsageRollupPlan,
+    check_control_key, month_start, plan_usage_rollup,
+};
 pub use queue::{Completion, QueueStats, QueueStore};
 
 /// Whose rows a call may see and change.
@@ -737,6 +742,7 @@ pub trait Store:
     + EventStore
     + UsageStore
     + RateLimitStore
+    + ControlStore
     + fmt::Debug
 {
     /// Short backend name for logs and errors (`"memory"`, `"redb"`, …).

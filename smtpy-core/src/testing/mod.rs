@@ -35,7 +35,7 @@
 //! unique (UUID-based, see [`fixtures`]), lists are searched for the test's
 //! own rows, and counts are compared before and after. The global purges
 //! (`purge_deleted_aliases`, `purge_expired_sessions`, `purge_rate_limits`,
-//! `purge_events`) are each called by one test only, with cut-offs far
+//! `purge_events`, `purge_expired_invitations`, `rollup_usage`) are each called by one test only, with cut-offs far
 //! before the fixed timestamps every other test uses ([`fixtures::T0`]).
 
 mod aliases;
@@ -43,6 +43,7 @@ mod aliases_lifecycle;
 mod aliases_list;
 mod audit;
 mod contacts;
+mod control;
 mod credentials;
 mod domains;
 mod events;
@@ -61,6 +62,7 @@ pub use aliases_lifecycle::*;
 pub use aliases_list::*;
 pub use audit::*;
 pub use contacts::*;
+pub use control::*;
 pub use credentials::*;
 pub use domains::*;
 pub use events::*;
@@ -233,6 +235,15 @@ macro_rules! conformance_suite {
             rate_limit_keys_are_independent,
             rate_limit_concurrent_spends_burst_exactly,
             rate_limit_purge,
+            // control plane
+            control_settings_round_trip_and_versioning,
+            control_lease_exclusive_extend_release,
+            control_lease_lapse_and_takeover,
+            control_lease_concurrent_one_wins,
+            control_job_runs_recorded,
+            control_expired_aliases,
+            control_purge_expired_invitations,
+            control_usage_rollup_preserves_totals,
         }
     };
 }

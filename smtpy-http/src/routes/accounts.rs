@@ -139,7 +139,7 @@ async fn register(
             }
             (inv.role, Some(hash))
         }
-        None if config.open_registration => (Role::User, None),
+        None if state.features().get().registration => (Role::User, None),
         None => {
             return Err(Problem::new(
                 ProblemType::Disabled,

@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 use crate::audit::{self, Audit};
 use crate::auth::Principal;
 use crate::page::{PageOf, PageQuery};
-use crate::problem::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem, check_len};
+use crate::problem::{ApiJson, ApiPath, ApiQuery, ApiResult, Problem, ProblemType, check_len};
 use crate::routes::aliases::{alias_id, check_text, is_reserved_local_part, nullable};
 use crate::state::ApiState;
 
@@ -123,6 +123,7 @@ fn display_name(value: Option<String>) -> ApiResult<Option<String>> {
 
 /// Creates a contact of an alias (or returns the existing one for that
 /// address: `200` instead of `201`) with the reverse alias to write to.
+/// `403` (`disabled`) while the `send_from_alias` feature flag is off.
 #[utoipa::path(
     post,
     path = "/aliases/{id}/contacts",
@@ -131,7 +132,8 @@ fn display_name(value: Option<String>) -> ApiResult<Option<String>> {
     request_body = CreateContact,
     responses(
         (status = 201, description = "The new contact", body = ContactView),
-        (status = 200, description = "The existing contact for that address", body = ContactView)
+        (status = 200, description = "The existing contact for that address", body = ContactView),
+        (status = 403, description = "Sending new mail from aliases is disabled on this server (feature flag `send_from_alias`)")
     )
 )]
 async fn create_contact(
@@ -141,6 +143,12 @@ async fn create_contact(
     ApiJson(body): ApiJson<CreateContact>,
 ) -> ApiResult<(StatusCode, Json<ContactView>)> {
     principal.require(ApiScope::AliasesWrite)?;
+    if !state.features().get().send_from_alias {
+        return Err(Problem::new(
+            ProblemType::Disabled,
+            "sending new mail from aliases is disabled on this server (feature flag send_from_alias)",
+        ));
+    }
     let store = state.store();
     let alias = store.get_alias(principal.access(), alias_id(id)).await?;
     check_len("address", &body.address, 3, MAX_ADDRESS_CHARS)?;

@@ -1,6 +1,7 @@
 //! The `/api/v1` resources, one module each.
 
 pub(crate) mod accounts;
+pub(crate) mod admin;
 pub(crate) mod aliases;
 pub(crate) mod api_keys;
 pub(crate) mod audit_log;
@@ -36,4 +37,5 @@ pub(crate) fn all() -> OpenApiRouter<ApiState> {
         .merge(audit_log::routes())
         .merge(queue::routes())
         .merge(transfer::routes())
+        .merge(admin::routes())
 }

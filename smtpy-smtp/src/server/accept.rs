@@ -16,6 +16,7 @@ use std::time::Duration;
 use smtpy_core::Store;
 use smtpy_core::address::EmailAddress;
 use smtpy_core::auth::{AuthInput, AuthVerdict, DmarcAction};
+use smtpy_core::features::Features;
 use smtpy_core::forward;
 use smtpy_core::ids::{MessageId, UserId};
 use smtpy_core::limits::Denial;
@@ -84,6 +85,7 @@ pub struct Acceptor {
     pub(crate) policy: Arc<MailPolicy>,
     pub(crate) limit_exempt: Vec<Network>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) features: Features,
 }
 
 /// `554 5.4.6`: a mail loop (too many `Received:` or our own marker).
@@ -122,6 +124,14 @@ pub const ONE_ALIAS_PER_REPLY: Reply = Reply::new(
     "A message can go out through one alias at a time: send one message per alias",
 );
 
+/// `550 5.7.1`: a reply through a reverse alias while the `replies` feature
+/// flag is off.
+pub const REPLIES_DISABLED: Reply = Reply::new(
+    550,
+    (5, 7, 1),
+    "Replies through aliases are disabled on this server",
+);
+
 /// What became of one alias's copy of a message.
 enum Disposition {
     Queue(Box<QueuedMessage>),
@@ -156,7 +166,20 @@ impl Acceptor {
                 .filter_map(|n| Network::parse(n))
                 .collect(),
             metrics: Arc::new(Metrics::new()),
+            features: Features::default(),
         }
+    }
+
+    /// Reads the runtime feature flags from `features` (default: a private
+    /// handle with [`FeatureFlags::default`](smtpy_core::features::FeatureFlags)).
+    /// `replies` off refuses mail to reverse aliases with
+    /// [`REPLIES_DISABLED`]; `auto_create` off stops catch-all domains from
+    /// creating aliases (the recipient is then unknown). Flags are read per
+    /// recipient, so a change applies to the next `RCPT TO`.
+    #[must_use]
+    pub fn with_features(mut self, features: Features) -> Self {
+        self.features = features;
+        self
     }
     /// Records messages accepted and refused (by reason) and rate-limit
     /// denials in `metrics` (default: a private set nobody reads).
@@ -284,11 +307,16 @@ impl Acceptor {
         sender: Option<&EmailAddress>,
     ) -> Result<Route, Refusal> {
         let now = self.clock.now();
+        let flags = self.features.get();
         let route = Router::new(&*self.store, self.srs.as_deref())
             .with_reverse(self.policy.reverse.as_ref())
             .with_bounces(self.policy.bounces.as_ref())
+            .with_auto_create(flags.auto_create)
             .route(rcpt, sender, now)
             .await?;
+        if matches!(route, Route::Reply { .. }) && !flags.replies {
+            return Err(REPLIES_DISABLED.into());
+        }
         match &route {
             Route::Forward { alias, .. } => self.rcpt_forward_policy(alias, sender, now).await?,
             Route::Reply { alias, .. } => {
@@ -1114,6 +1142,10 @@ impl Acceptor {
         events: &mut Vec<DeliveryEvent>,
     ) -> Result<QueuedMessage, Reply> {
         let (alias, first_contact, mailbox) = replies[0];
+        // The flag may have been switched off since RCPT TO.
+        if !self.features.get().replies {
+            return Err(REPLIES_DISABLED);
+        }
         // One alias per message: contacts of two aliases in one message would
         // learn that both belong to one person. Refused, never dropped.
         if replies.iter().any(|(a, _, _)| a.id != alias.id) {

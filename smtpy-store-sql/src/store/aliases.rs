@@ -862,6 +862,25 @@ impl AliasStore for SqlStore {
     }
 }
 
+/// Up to `limit` live aliases whose `expires_at <= now`, by id (the
+/// expire-aliases job; uses the `aliases_expires` partial index).
+pub(crate) async fn fetch_expired(
+    s: &mut Session,
+    now: Timestamp,
+    limit: i64,
+) -> StoreResult<Vec<Alias>> {
+    let rows = s
+        .fetch_all(
+            alias_select!(
+                "WHERE a.expires_at IS NOT NULL AND a.deleted_at IS NULL AND a.expires_at <= $1 \
+                 ORDER BY a.id LIMIT $2"
+            ),
+            args![now, limit],
+        )
+        .await?;
+    rows.iter().map(alias_from_row).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

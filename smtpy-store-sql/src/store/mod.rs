@@ -7,6 +7,7 @@
 mod aliases;
 mod audit;
 mod contacts;
+mod control;
 mod credentials;
 mod domains;
 mod events;
