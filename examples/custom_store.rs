@@ -143,6 +143,18 @@ delegate!(RateLimitStore {
     fn check_rate(&self, key: &str, quota: &Quota, now: Timestamp, cost: u32) -> StoreResult<Decision>;
     fn purge_rate_limits(&self, older_than: Timestamp) -> StoreResult<u64>;
 });
+delegate!(ControlStore {
+    fn get_setting(&self, key: &str) -> StoreResult<Option<Setting>>;
+    fn put_setting(&self, key: &str, value: &str, now: Timestamp) -> StoreResult<Setting>;
+    fn list_settings(&self) -> StoreResult<Vec<Setting>>;
+    fn acquire_job_lease(&self, job: &str, holder: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
+    fn release_job_lease(&self, job: &str, holder: &str) -> StoreResult<bool>;
+    fn record_job_run(&self, job: &str, run: &JobRun) -> StoreResult<()>;
+    fn list_jobs(&self) -> StoreResult<Vec<JobState>>;
+    fn expired_aliases(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Alias>>;
+    fn purge_expired_invitations(&self, now: Timestamp) -> StoreResult<u64>;
+    fn rollup_usage(&self, before: Day) -> StoreResult<u64>;
+});
 
 #[async_trait]
 impl Store for MyStore {
@@ -293,6 +305,14 @@ async fn main() -> std::process::ExitCode {
         rate_limit_keys_are_independent,
         rate_limit_concurrent_spends_burst_exactly,
         rate_limit_purge,
+        control_settings_round_trip_and_versioning,
+        control_lease_exclusive_extend_release,
+        control_lease_lapse_and_takeover,
+        control_lease_concurrent_one_wins,
+        control_job_runs_recorded,
+        control_expired_aliases,
+        control_purge_expired_invitations,
+        control_usage_rollup_preserves_totals,
     );
     println!(
         "conformance suite on {}: {passed} passed, {} failed",

@@ -138,6 +138,8 @@ pub struct Shared<'a> {
     pub policy: &'a Arc<MailPolicy>,
     pub wake: Arc<Notify>,
     pub readiness: Readiness,
+    /// The feature flags shared with the mail side (admins switch them).
+    pub features: smtpy::core::features::Features,
 }
 
 /// The API state over what the mail side uses.
@@ -150,7 +152,8 @@ pub fn state(s: Shared<'_>) -> Result<ApiState, Failure> {
         .with_reverse(Arc::new(ReverseAliases::new(s.srs_key.clone())))
         .with_dns(dns(config)?)
         .with_queue(Arc::clone(s.queue))
-        .with_readiness(s.readiness);
+        .with_readiness(s.readiness)
+        .with_features(s.features);
     if let Some((limiter, limits)) = s.limits {
         // The same limiter: limits shared between instances stay shared.
         state = state.with_limits(limits).with_limiter(limiter);
@@ -172,15 +175,10 @@ pub fn state(s: Shared<'_>) -> Result<ApiState, Failure> {
 pub struct Api {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
-    recheck: tokio::task::JoinHandle<()>,
 }
 
-/// How often domains are re-checked, and how old a check must be.
-const RECHECK_EVERY: Duration = Duration::from_secs(3600);
-const RECHECK_OLDER_THAN: Duration = Duration::from_secs(24 * 3600);
-
-/// Binds `[http] listen` and serves the API; schedules the hourly domain
-/// re-check.
+/// Binds `[http] listen` and serves the API (the domain re-check is the
+/// `dns-recheck` job).
 pub async fn start(config: &Config, state: ApiState) -> Result<Api, Failure> {
     let addr = config.http.listen;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -197,28 +195,12 @@ pub async fn start(config: &Config, state: ApiState) -> Result<Api, Failure> {
             tracing::error!(error = %e, "the HTTP API stopped");
         }
     });
-    let recheck = tokio::spawn(async move {
-        let first = tokio::time::Instant::now() + RECHECK_EVERY;
-        let mut tick = tokio::time::interval_at(first, RECHECK_EVERY);
-        loop {
-            tick.tick().await;
-            match smtpy_http::jobs::recheck_domains(&state, RECHECK_OLDER_THAN).await {
-                Ok(n) => tracing::info!(domains = n, "domain DNS re-checked"),
-                Err(p) => tracing::warn!(problem = %p.detail, "domain re-check failed"),
-            }
-        }
-    });
-    Ok(Api {
-        stop,
-        server,
-        recheck,
-    })
+    Ok(Api { stop, server })
 }
 
 impl Api {
     /// Stops taking requests, finishes those in flight.
     pub async fn stop(self) {
-        self.recheck.abort();
         let _ = self.stop.send(true);
         let _ = self.server.await;
     }

@@ -33,7 +33,7 @@ pub struct DnsRecheck {
 #[async_trait]
 impl Job for DnsRecheck {
     fn name(&self) -> &'static str {
-        "dns-recheck"
+        smtpy::core::jobs::DNS_RECHECK
     }
 
     fn interval(&self) -> Duration {
@@ -44,7 +44,7 @@ impl Job for DnsRecheck {
         smtpy_http::jobs::recheck_domains(&self.state, self.interval)
             .await
             .map(|n| format!("{n} domains re-checked"))
-            .map_err(|p| JobError::new(p.detail))
+            .map_err(|p| JobError::Failed(p.detail))
     }
 }
 
@@ -64,7 +64,7 @@ pub struct DkimRotation {
 #[async_trait]
 impl Job for DkimRotation {
     fn name(&self) -> &'static str {
-        "dkim-rotation"
+        smtpy::core::jobs::DKIM_ROTATION
     }
 
     fn interval(&self) -> Duration {
@@ -79,7 +79,7 @@ impl Job for DkimRotation {
                 .store
                 .list_domains(Access::System, page)
                 .await
-                .map_err(|e| JobError::new(e.to_string()))?;
+                .map_err(|e| JobError::Failed(e.to_string()))?;
             for d in &domains.items {
                 let mut d = d.clone();
                 let mut changed = !dkim::advance(&mut d, now, &self.policy).is_empty();
@@ -111,7 +111,7 @@ impl Job for DkimRotation {
                     self.store
                         .update_domain(Access::System, &d)
                         .await
-                        .map_err(|e| JobError::new(format!("{}: {e}", d.name)))?;
+                        .map_err(|e| JobError::Failed(format!("{}: {e}", d.name)))?;
                 }
             }
             match domains.next {

@@ -26,6 +26,7 @@ mod config;
 mod control;
 mod dkim;
 mod http;
+mod jobs;
 mod logging;
 mod migrate;
 mod policy;

@@ -9,9 +9,7 @@ use smtpy::core::Store;
 use smtpy::core::address::DomainName;
 use smtpy::core::auth::Authenticator;
 use smtpy::core::bounce::{BounceAddresses, BounceThresholds};
-use smtpy::core::dkim::{
-    self, DkimSigner, PublishMode, RotationPolicy, SelectorNaming, SigningKey,
-};
+use smtpy::core::dkim::{self, DkimSigner, PublishMode, SelectorNaming, SigningKey};
 use smtpy::core::dns::StaticDns;
 use smtpy::core::gcra::Quota;
 use smtpy::core::limits::{LimitPolicy, Limits, LocalLimiter, RateLimiter, StoreLimiter};
@@ -307,43 +305,6 @@ pub async fn load_domain_keys(
         }
     }
     Ok(loaded)
-}
-
-/// Advances every domain's key rotation (pending keys become active after
-/// the publish delay, retired keys go after the grace period) and reloads
-/// the signer. Run periodically.
-pub async fn rotate_and_reload(
-    store: &dyn Store,
-    signer: &DkimSigner,
-    keyring: &Keyring,
-    policy: &RotationPolicy,
-) {
-    let now = SystemClock.now();
-    let mut page = PageRequest::first(500);
-    loop {
-        let Ok(domains) = store.list_domains(Access::System, page).await else {
-            return;
-        };
-        for d in &domains.items {
-            let mut d = d.clone();
-            if !dkim::advance(&mut d, now, policy).is_empty() {
-                match store.update_domain(Access::System, &d).await {
-                    Ok(updated) => d = updated,
-                    Err(e) => {
-                        tracing::warn!(domain = %d.name, error = %e, "cannot save the DKIM rotation");
-                        continue;
-                    }
-                }
-            }
-            if let Err(e) = signer.load_domain(&d, keyring) {
-                tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys");
-            }
-        }
-        match domains.next {
-            Some(cursor) => page = PageRequest::after(cursor, 500),
-            None => return,
-        }
-    }
 }
 
 /// Everything the acceptor and the delivery workers apply.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use smtpy::core::address::DomainName;
+use smtpy::core::features::{FeatureFlags, Features};
 use smtpy::core::limits::Limits;
 use smtpy::core::srs::{Srs, SrsKey};
 use smtpy::core::time::{Clock, SystemClock};
@@ -238,6 +239,24 @@ pub async fn serve(
     .with_policy(Arc::clone(&store), Arc::clone(&policy))
     .with_metrics(Arc::clone(&metrics));
 
+    // Feature flags: `[features]` until an admin stores a choice through the
+    // API; the stored flags then win on every instance (polled below).
+    let features = Features::new(FeatureFlags {
+        registration: config.features.registration,
+        replies: config.features.replies,
+        send_from_alias: config.features.send_from_alias,
+        auto_create: config.features.auto_create,
+    });
+    match features.load(&*store).await {
+        Ok(true) => tracing::info!(
+            flags = ?features.get(),
+            "feature flags stored by an administrator are in force ([features] is not used)"
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stored feature flags; using [features]")
+        }
+    }
     let mut acceptor = Acceptor::new(
         Arc::clone(&store),
         Arc::clone(&queue),
@@ -254,6 +273,7 @@ pub async fn serve(
             .collect(),
     )
     .with_lifetime(config.expire)
+    .with_features(features.clone())
     .with_waker(worker.waker());
     if let Some(pm) = &config.postmaster {
         acceptor = acceptor.with_postmaster(pm.clone());
@@ -302,7 +322,23 @@ pub async fn serve(
         api_limits: api_limits.as_ref().map(|(_, l)| Arc::clone(l)),
         tls: cert_reloader,
         set_log_level: Box::new(move |level: &str| log.set_level(level)),
-        set_features: Box::new(|_features: &crate::config::FeatureValues| {}),
+        set_features: {
+            let features = features.clone();
+            Box::new(move |values: &crate::config::FeatureValues| {
+                if features.version() == 0 {
+                    features.set(FeatureFlags {
+                        registration: values.registration,
+                        replies: values.replies,
+                        send_from_alias: values.send_from_alias,
+                        auto_create: values.auto_create,
+                    });
+                } else {
+                    tracing::warn!(
+                        "[features] changed, but flags stored by an administrator are in force; change them with PATCH /api/v1/admin/features"
+                    );
+                }
+            })
+        },
     };
     let api = if config.http.enabled {
         let state = crate::http::state(crate::http::Shared {
@@ -317,10 +353,15 @@ pub async fn serve(
             policy: &policy,
             wake: worker.waker(),
             readiness: readiness.clone(),
+            features: features.clone(),
         })?;
-        Some(crate::http::start(&config, state).await?)
+        Some((crate::http::start(&config, state.clone()).await?, state))
     } else {
         None
+    };
+    let (api, api_state) = match api {
+        Some((api, state)) => (Some(api), Some(state)),
+        None => (None, None),
     };
     let (stop_smtp, smtp_rx) = watch::channel(false);
     let (stop_worker, worker_rx) = watch::channel(false);
@@ -331,23 +372,42 @@ pub async fn serve(
         servers.spawn(async move { server.serve(l, rx).await });
     }
     readiness.set_smtp_listening(true);
-    // DKIM rotation and key reloads (keys added by other processes on a SQL store).
-    let rotation = {
-        let (store, policy, keyring) = (
+    // Background jobs, each under a lease (one instance runs a job per
+    // interval); `[jobs] enabled = false` leaves them to other instances.
+    let (stop_jobs, jobs_rx) = watch::channel(false);
+    let jobs = if config.jobs.enabled {
+        let scheduler = Arc::new(crate::jobs::scheduler(
+            &config, &store, &clock, &metrics, &keyring, api_state,
+        ));
+        tracing::info!(jobs = ?scheduler.job_names(), holder = scheduler.holder(), "background jobs scheduled");
+        Some(scheduler.spawn(jobs_rx))
+    } else {
+        tracing::info!("[jobs] enabled = false: this instance runs no background jobs");
+        None
+    };
+    // Every instance: signing keys (rotations, domains added elsewhere) and
+    // feature flags stored by an administrator (possibly on another instance).
+    let refresh = {
+        let (store, policy, keyring, features) = (
             Arc::clone(&store),
             Arc::clone(&policy),
             Arc::clone(&keyring),
+            features.clone(),
         );
-        let rotation = smtpy::core::dkim::RotationPolicy {
-            publish_delay: config.dkim_publish_delay,
-            grace: config.dkim_grace,
-        };
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+            let mut tick = tokio::time::interval(FEATURE_POLL);
+            let mut keys_due = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                crate::policy::rotate_and_reload(&*store, &policy.signer, &keyring, &rotation)
-                    .await;
+                match features.refresh_if_changed(&*store).await {
+                    Ok(true) => tracing::info!(flags = ?features.get(), "feature flags changed"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the stored feature flags"),
+                }
+                if tokio::time::Instant::now() >= keys_due {
+                    crate::jobs::reload_keys(&*store, &policy.signer, &keyring).await;
+                    keys_due = tokio::time::Instant::now() + KEY_RELOAD;
+                }
             }
         })
     };
@@ -364,11 +424,20 @@ pub async fn serve(
     while servers.join_next().await.is_some() {}
     let _ = stop_worker.send(true);
     worker.join().await;
-    rotation.abort();
+    let _ = stop_jobs.send(true);
+    if let Some(jobs) = jobs {
+        let _ = jobs.await;
+    }
+    refresh.abort();
     reload.abort();
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How often each instance looks for feature flags an administrator changed.
+const FEATURE_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often each instance reloads the signing keys of every domain.
+const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A store URL without its password, for logs.
 pub fn redact(url: &str) -> String {
