@@ -5,7 +5,10 @@
 //!   exactly once;
 //! * `kill -9` of one instance while its deliveries are in flight loses
 //!   nothing: its leases lapse (`[delivery] lease`) and the other instance
-//!   delivers those messages.
+//!   delivers those messages;
+//! * background jobs run once per interval across the instances (leases),
+//!   and a feature flag an admin switches on one instance is in force on
+//!   the other within seconds.
 //!
 //! Needs `SMTPY_TEST_POSTGRES_URL` (e.g. postgres://postgres@127.0.0.1:5432/test)
 //! and `python3` with `aiosmtpd`. Without them the tests print `skipped: …`
@@ -21,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use world::python_ready;
+use world::{Http, python_ready};
 
 /// The longest any test here waits for deliveries.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -250,4 +253,79 @@ fn kill_9_of_one_instance_mid_delivery_loses_nothing() {
         takeover.as_secs_f64(),
         all_done.as_secs_f64()
     );
+}
+
+#[test]
+fn jobs_run_once_across_instances_and_flags_reach_the_other_instance() {
+    let Some(pg) = postgres_url() else { return };
+    if !python_ready() {
+        return;
+    }
+    let c = two_instances(&pg, 0.0);
+    let out = c.admin(
+        0,
+        &["user", "create", "--email", "root@example.org", "--admin"],
+    );
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("smtpy_"))
+        .unwrap_or_else(|| panic!("no key in {out}"))
+        .to_owned();
+    let api = |i: usize| {
+        let mut h = Http::new(c.nodes[i].http_port);
+        h.bearer = Some(key.clone());
+        h
+    };
+    // Each job ran exactly once in all: one instance ran it, the other
+    // found the lease taken.
+    let until = Instant::now() + DEADLINE;
+    let runs = |i: usize, job: &str, outcome: &str| -> u64 {
+        let text = Http::new(c.nodes[i].http_port).get("/metrics").text;
+        let needle = format!("smtpy_job_runs_total{{job=\"{job}\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    for job in [
+        "session-cleanup",
+        "expire-aliases",
+        "event-retention",
+        "dkim-rotation",
+    ] {
+        loop {
+            let ok = runs(0, job, "ok") + runs(1, job, "ok");
+            let skipped = runs(0, job, "skipped") + runs(1, job, "skipped");
+            if ok == 1 && skipped >= 1 {
+                break;
+            }
+            assert!(ok <= 1, "{job} ran {ok} times across the instances");
+            assert!(
+                Instant::now() < until,
+                "{job}: ok {ok}, skipped {skipped}\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // A flag switched through instance 1 is in force on instance 2.
+    let r = api(0).request(
+        "PATCH",
+        "/api/v1/admin/features",
+        Some(&serde_json::json!({ "auto_create": false, "replies": false })),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    loop {
+        let flags = api(1).get("/api/v1/admin/features");
+        if flags.body["replies"] == serde_json::json!(false) {
+            assert_eq!(flags.body["auto_create"], serde_json::json!(false));
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "instance 2 still has {}",
+            flags.text
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -294,6 +294,24 @@ listen = "127.0.0.1:{http_port}"
         self.wait_for_http();
     }
 
+    /// Stops the server with SIGTERM (a clean shutdown), waits for it to
+    /// exit, and starts it again on the same files.
+    pub fn restart_server(&mut self) {
+        if let Some(mut p) = self.server.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.0.id().to_string()])
+                .status();
+            let until = Instant::now() + WAIT;
+            while Instant::now() < until {
+                if let Ok(Some(_)) = p.0.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.start_server();
+    }
+
     /// Waits until the API answers `GET /healthz` with 200.
     pub fn wait_for_http(&self) {
         let until = Instant::now() + WAIT;
