@@ -459,3 +459,55 @@ fn a_store_password_is_masked_and_new_sections_are_validated() {
         );
     }
 }
+
+#[test]
+fn flags_win_over_the_environment_and_the_file() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("smtpy.toml");
+        std::fs::write(&path, "data_dir = \"from-file\"\n[log]\nlevel = \"warn\"\n")
+            .expect("write");
+        server()
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .arg("check-config")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run server")
+    };
+    let o = run(
+        &[
+            "--data-dir",
+            "from-flag",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
+        &[
+            ("SMTPY_DATA_DIR", "from-env"),
+            ("SMTPY_LOG__FORMAT", "pretty"),
+        ],
+    );
+    let t = effective(&o);
+    assert_eq!(text(&t, "data_dir"), "from-flag");
+    assert_eq!(text(&t, "log.format"), "json");
+    assert_eq!(text(&t, "log.level"), "debug");
+    assert_eq!(text(&t, "store.url"), "redb://from-flag/smtpy.redb");
+
+    // --profile production refuses the development defaults …
+    let o = run(&["--profile", "production"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("tls.cert_file"), "{}", stderr(&o));
+    // … and wins over SMTPY_PROFILE.
+    let o = run(
+        &["--profile", "development"],
+        &[("SMTPY_PROFILE", "production")],
+    );
+    assert_eq!(text(&effective(&o), "profile"), "development");
+    // A bad flag value is a usage error naming the flag.
+    let o = run(&["--log-format", "xml"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--log-format"), "{}", stderr(&o));
+}

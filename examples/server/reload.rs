@@ -142,30 +142,42 @@ impl Reloadable {
         out
     }
 
-    /// Waits for `SIGHUP` and reloads, until the task is aborted.
-    pub async fn run(mut self) {
+    /// Installs the `SIGHUP` handler now (before the server reports itself
+    /// running, so an early `SIGHUP` does not end the process) and reloads
+    /// on each one, until the task is aborted.
+    pub fn spawn(mut self) -> tokio::task::JoinHandle<()> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                tracing::warn!("cannot listen for SIGHUP: configuration reload is off");
-                return;
+            let mut hup = match signal(SignalKind::hangup()) {
+                Ok(hup) => hup,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP: configuration reload is off");
+                    return tokio::spawn(async {});
+                }
             };
-            while hup.recv().await.is_some() {
-                let out = self.reload();
-                for r in &out.refused {
-                    tracing::error!(problem = %r, "reload refused");
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let out = self.reload();
+                    for r in &out.refused {
+                        tracing::error!(problem = %r, "reload refused");
+                    }
+                    if !out.need_restart.is_empty() {
+                        tracing::warn!(
+                            sections = %out.need_restart.join(", "),
+                            "changed settings that take effect only after a restart"
+                        );
+                    }
+                    if out.refused.is_empty() || !out.applied.is_empty() {
+                        tracing::info!(applied = %out.applied.join(", "), "configuration reloaded (SIGHUP)");
+                    }
                 }
-                if !out.need_restart.is_empty() {
-                    tracing::warn!(
-                        sections = %out.need_restart.join(", "),
-                        "changed settings that take effect only after a restart"
-                    );
-                }
-                if out.refused.is_empty() || !out.applied.is_empty() {
-                    tracing::info!(applied = %out.applied.join(", "), "configuration reloaded (SIGHUP)");
-                }
-            }
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            tokio::spawn(async {})
         }
     }
 }

@@ -411,7 +411,7 @@ pub async fn serve(
             }
         })
     };
-    let reload = tokio::spawn(reloadable.run());
+    let reload = reloadable.spawn();
     tracing::info!(hostname = %config.hostname, store = %redact(&config.store_url), profile = config.profile.as_str(), "smtpy running");
     termination().await;
     control.stop().await;
