@@ -7,7 +7,7 @@ use std::time::Duration;
 use smtpy_core::address::EmailAddress;
 use smtpy_core::ids::MessageId;
 use smtpy_core::memory::MemoryStore;
-use smtpy_core::model::{MessageKind, QueuedMessage, QueuedRecipient, RemoteReply};
+use smtpy_core::model::{MessageKind, QueuedMessage, QueuedRecipient, RecipientState, RemoteReply};
 use smtpy_core::store::QueueStore;
 use smtpy_core::time::{ManualClock, Timestamp};
 use smtpy_core::transport::DeliveryOutcome;
@@ -256,5 +256,50 @@ async fn expiry_fails_pending_recipients_with_a_dsn() {
     assert!(
         String::from_utf8_lossy(&page.items[0].body).contains("4.4.7"),
         "expired status"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_never_outlives_its_lease() {
+    let queue = Arc::new(MemoryStore::new());
+    let transport = Arc::new(RecordingTransport::with_fallback(
+        DeliveryOutcome::Delivered(None),
+    ));
+    // The next hop takes longer than the lease: past it, another worker
+    // could lease the message and deliver it a second time.
+    transport.set_delay(Duration::from_secs(2));
+    let clock = ManualClock::new(T0);
+    let mut config = DeliveryConfig::new("mx.test").expect("config");
+    config.lease = Duration::from_millis(400);
+    config.retry = RetrySchedule::new(vec![Duration::from_secs(60)]);
+    let worker = DeliveryWorker::new(
+        Arc::clone(&queue) as Arc<dyn QueueStore>,
+        Arc::clone(&transport) as _,
+        Arc::new(clock.clone()),
+        config,
+    );
+    let m = forward(Some("bob@outside.test"), &["a@mail.test"]);
+    queue.enqueue(&m).await.expect("enqueue");
+    let started = std::time::Instant::now();
+    assert_eq!(worker.run_once().await.expect("run"), 1);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(400),
+        "stopped within the lease, took {took:?}"
+    );
+    // Recorded as a temporary failure under the lease (not lost, not
+    // delivered), and retried on the schedule.
+    let q = queue.get_queued(m.id).await.expect("still queued");
+    assert_eq!(q.attempts, 1);
+    assert!(matches!(q.recipients[0].state, RecipientState::Pending));
+    let why = q.recipients[0]
+        .last_reply
+        .as_ref()
+        .map(|r| r.text.clone())
+        .unwrap_or_default();
+    assert!(why.contains("lease"), "{why}");
+    assert_eq!(
+        q.next_attempt_at,
+        T0.saturating_add(Duration::from_secs(60))
     );
 }

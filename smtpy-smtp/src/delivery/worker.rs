@@ -12,7 +12,7 @@ use smtpy_core::model::{Leased, MessageKind, QueuedMessage, QueuedRecipient, Rec
 use smtpy_core::store::{Access, PageRequest};
 use smtpy_core::store::{Completion, QueueStore};
 use smtpy_core::time::{Clock, Timestamp};
-use smtpy_core::transport::{Envelope, Transport};
+use smtpy_core::transport::{DeliveryOutcome, Envelope, Transport};
 use smtpy_core::{Store, StoreError};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -131,6 +131,10 @@ impl DeliveryWorker {
             .lease_due(now, self.inner.config.lease, self.inner.config.batch)
             .await?;
         let n = leased.len();
+        // Every attempt of the round ends while a quarter of the lease is
+        // left to record it (see `deliver`).
+        let lease = self.inner.config.lease;
+        let deadline = tokio::time::Instant::now() + lease.saturating_sub(lease / 4);
         let limit = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         for lease in leased {
@@ -145,7 +149,7 @@ impl DeliveryWorker {
             tasks.spawn(
                 async move {
                     let _permit = permit;
-                    inner.deliver(lease).await
+                    inner.deliver(lease, deadline).await
                 }
                 .instrument(span),
             );
@@ -193,7 +197,7 @@ impl DeliveryWorker {
 
 impl Inner {
     /// Delivers one leased message and returns what to record.
-    async fn deliver(&self, lease: Leased) -> Completion {
+    async fn deliver(&self, lease: Leased, deadline: tokio::time::Instant) -> Completion {
         let Leased {
             mut message, token, ..
         } = lease;
@@ -218,7 +222,35 @@ impl Inner {
                 .map(|&i| message.recipients[i].address.clone())
                 .collect(),
         };
-        let outcomes = self.transport.deliver(&envelope, &message.body).await;
+        // An attempt may not outlive its lease: past it another worker (or
+        // instance) would lease the message and deliver it a second time
+        // while this one is still talking. Stop with a temporary failure
+        // while a quarter of the lease is left to record the outcome.
+        let outcomes = match tokio::time::timeout_at(
+            deadline,
+            self.transport.deliver(&envelope, &message.body),
+        )
+        .await
+        {
+            Ok(outcomes) => outcomes,
+            Err(_) => {
+                tracing::warn!(
+                    message = %message.id,
+                    correlation = %message.correlation_id,
+                    lease_secs = self.config.lease.as_secs_f64(),
+                    "delivery attempt stopped: it would have outlived the lease"
+                );
+                let reason = format!(
+                    "delivery did not finish within three quarters of the {} s lease; will retry",
+                    self.config.lease.as_secs()
+                );
+                envelope
+                    .recipients
+                    .iter()
+                    .map(|_| DeliveryOutcome::temporary(reason.clone()))
+                    .collect()
+            }
+        };
         let now = self.clock.now();
         let failed = apply_outcomes(&mut message, &tried, outcomes, now, &self.config.retry);
         self.count(&message, &tried, now);
