@@ -168,3 +168,43 @@ fn an_admin_switches_replies_off_and_on_through_the_api() {
             .contains("feature flags stored by an administrator are in force")
     );
 }
+
+#[test]
+fn a_domain_added_while_the_server_runs_signs_its_first_mail() {
+    if !python_ready() {
+        return;
+    }
+    let mut w = World::new();
+    w.start_sink();
+    w.start_server();
+    // Through the control socket: the server's signer has the new keys by
+    // the time the command answers.
+    w.admin(&["domain", "create", "alias.test"]);
+    w.admin(&[
+        "alias",
+        "create",
+        "shop@alias.test",
+        "--mailbox",
+        "me@mail.test",
+    ]);
+    let t = w.send("bob@outside.test", &["shop@alias.test"], "first mail");
+    assert_eq!(code_of(&t, "data "), "250", "{t:?}");
+    let got = w.wait_delivered(1);
+    let data = got[0]["data"].as_str().expect("data");
+    // Unfold the header lines, then look at each DKIM-Signature.
+    let head = data
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or(data)
+        .replace("\r\n\t", " ")
+        .replace("\r\n ", " ");
+    let domains: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| l.starts_with("DKIM-Signature:"))
+        .filter_map(|l| l.split("; ").find_map(|t| t.trim().strip_prefix("d=")))
+        .collect();
+    assert!(
+        domains.contains(&"alias.test"),
+        "signed for the alias domain at once, got d= {domains:?}:\n{head}"
+    );
+}

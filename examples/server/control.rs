@@ -61,8 +61,13 @@ struct Request {
 }
 
 impl Control {
-    /// Listens on the control socket; runs each command with `handles`.
-    pub fn start(config: &Config, handles: Handles) -> Result<Control, Failure> {
+    /// Listens on the control socket; runs each command with `handles`, and
+    /// brings the signer up to date (`changed`) before answering.
+    pub fn start(
+        config: &Config,
+        handles: Handles,
+        changed: Arc<crate::jobs::KeySync>,
+    ) -> Result<Control, Failure> {
         let path = socket_path(config);
         if path.exists() {
             if server_running(config) {
@@ -100,8 +105,9 @@ impl Control {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
                             let (config, handles) = (Arc::clone(&config), handles.clone());
+                            let changed = Arc::clone(&changed);
                             tokio::spawn(async move {
-                                if let Err(e) = serve_one(stream, &config, &handles).await {
+                                if let Err(e) = serve_one(stream, &config, &handles, &changed).await {
                                     tracing::warn!(error = %e, "control connection failed");
                                 }
                             });
@@ -138,6 +144,7 @@ async fn serve_one(
     mut stream: UnixStream,
     config: &Config,
     handles: &Handles,
+    changed: &crate::jobs::KeySync,
 ) -> std::io::Result<()> {
     let mut line = String::new();
     BufReader::new((&mut stream).take(MAX_REQUEST))
@@ -147,6 +154,9 @@ async fn serve_one(
         Ok(request) => execute(request, config, handles).await,
         Err(e) => (String::new(), format!("bad control request: {e}"), 2),
     };
+    // Before answering: a domain the command created or rotated signs with
+    // its keys by the time the operator's next step (say, a mail) begins.
+    changed.sync().await;
     if !out.is_empty() {
         send(&mut stream, serde_json::json!({ "out": out })).await?;
     }

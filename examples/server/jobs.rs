@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use smtpy::core::Store;
-use smtpy::core::dkim::{self, DkimSigner, RotationPolicy, SelectorNaming};
+use smtpy::core::address::DomainName;
+use smtpy::core::dkim::{self, RotationPolicy, SelectorNaming};
+use smtpy::core::ids::DomainId;
 use smtpy::core::jobs::{
     EventRetention, ExpireAliases, Job, JobError, PurgeDeletedAliases, Scheduler,
     SessionAndTokenCleanup, UsageRollup,
@@ -125,24 +127,75 @@ impl Job for DkimRotation {
     }
 }
 
-/// Every instance reloads the signing keys of every domain (rotations and
-/// domains added by other instances or the API) — not a leased job: each
-/// instance signs with its own copy.
-pub async fn reload_keys(store: &dyn Store, signer: &DkimSigner, keyring: &Keyring) {
-    let mut page = PageRequest::first(500);
-    loop {
-        let Ok(domains) = store.list_domains(Access::System, page).await else {
-            return;
-        };
-        for d in &domains.items {
-            if let Err(e) = signer.load_domain(d, keyring) {
-                tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys");
+/// Keeps the signer's keys in step with the store on every instance (not
+/// a leased job: each instance signs with its own copy). Domains whose
+/// revision changed since the last look — created, rotated, given new keys
+/// by the API, the command line or another instance — are loaded again;
+/// deleted ones are forgotten.
+pub struct KeySync {
+    store: Arc<dyn Store>,
+    policy: Arc<smtpy_smtp::policy::MailPolicy>,
+    keyring: Arc<Keyring>,
+    seen: tokio::sync::Mutex<std::collections::HashMap<DomainId, (DomainName, u64)>>,
+}
+
+impl KeySync {
+    /// Nothing seen yet: the first [`sync`](Self::sync) loads every domain.
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<smtpy_smtp::policy::MailPolicy>,
+        keyring: Arc<Keyring>,
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            keyring,
+            seen: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Loads the keys of changed domains; returns how many were loaded.
+    pub async fn sync(&self) -> usize {
+        let mut seen = self.seen.lock().await;
+        let mut now_present = std::collections::HashSet::new();
+        let mut loaded = 0;
+        let mut page = PageRequest::first(500);
+        loop {
+            let domains = match self.store.list_domains(Access::System, page).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list domains to reload DKIM keys");
+                    return loaded;
+                }
+            };
+            for d in &domains.items {
+                now_present.insert(d.id);
+                if seen.get(&d.id).is_some_and(|(_, rev)| *rev == d.revision) {
+                    continue;
+                }
+                match self.policy.signer.load_domain(d, &self.keyring) {
+                    Ok(_) => {
+                        seen.insert(d.id, (d.name.clone(), d.revision));
+                        loaded += 1;
+                    }
+                    Err(e) => {
+                        tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys");
+                    }
+                }
+            }
+            match domains.next {
+                Some(cursor) => page = PageRequest::after(cursor, 500),
+                None => break,
             }
         }
-        match domains.next {
-            Some(cursor) => page = PageRequest::after(cursor, 500),
-            None => return,
-        }
+        seen.retain(|id, (name, _)| {
+            let keep = now_present.contains(id);
+            if !keep {
+                self.policy.signer.remove_domain(name);
+            }
+            keep
+        });
+        loaded
     }
 }
 

@@ -194,7 +194,6 @@ pub async fn serve(
     })?;
     let handles = crate::cli::open(&config, true).await?;
     let (store, queue) = (Arc::clone(&handles.store), Arc::clone(&handles.queue));
-    let control = crate::control::Control::start(&config, handles)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let srs_domain = DomainName::parse(&config.srs_domain)
         .map_err(|e| Failure::Usage(format!("srs.domain: {e}")))?;
@@ -204,6 +203,15 @@ pub async fn serve(
     let limits = crate::policy::limits(&config, &store);
     let policy =
         Arc::new(crate::policy::build(&config, &store, &srs_key, &keyring, limits.clone()).await?);
+    // The signer follows the store: domains created or rotated by the API,
+    // the command line or another instance (policy::build loaded them all).
+    let key_sync = Arc::new(crate::jobs::KeySync::new(
+        Arc::clone(&store),
+        Arc::clone(&policy),
+        Arc::clone(&keyring),
+    ));
+    key_sync.sync().await;
+    let control = crate::control::Control::start(&config, handles, Arc::clone(&key_sync))?;
     // One set of metrics for SMTP, delivery and the API's /metrics.
     let metrics = Arc::new(smtpy::core::metrics::Metrics::new());
     let readiness = smtpy_http::Readiness::new().expecting_smtp();
@@ -388,15 +396,10 @@ pub async fn serve(
     // Every instance: signing keys (rotations, domains added elsewhere) and
     // feature flags stored by an administrator (possibly on another instance).
     let refresh = {
-        let (store, policy, keyring, features) = (
-            Arc::clone(&store),
-            Arc::clone(&policy),
-            Arc::clone(&keyring),
-            features.clone(),
-        );
+        let (store, key_sync, features) =
+            (Arc::clone(&store), Arc::clone(&key_sync), features.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FEATURE_POLL);
-            let mut keys_due = tokio::time::Instant::now();
+            let mut tick = tokio::time::interval(POLL);
             loop {
                 tick.tick().await;
                 match features.refresh_if_changed(&*store).await {
@@ -404,10 +407,7 @@ pub async fn serve(
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot read the stored feature flags"),
                 }
-                if tokio::time::Instant::now() >= keys_due {
-                    crate::jobs::reload_keys(&*store, &policy.signer, &keyring).await;
-                    keys_due = tokio::time::Instant::now() + KEY_RELOAD;
-                }
+                key_sync.sync().await;
             }
         })
     };
@@ -434,10 +434,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// How often each instance looks for feature flags an administrator changed.
-const FEATURE_POLL: std::time::Duration = std::time::Duration::from_secs(5);
-/// How often each instance reloads the signing keys of every domain.
-const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often each instance looks for feature flags an administrator
+/// changed and for domains whose DKIM keys changed.
+const POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A store URL without its password, for logs.
 pub fn redact(url: &str) -> String {
