@@ -440,7 +440,10 @@ fn an_admins_domain_disable_sticks_while_the_server_runs() {
         &serde_json::json!({"name": "owned.test"}),
     );
     let created = created.expect(201).clone();
-    let id = created["domain"]["id"].as_str().expect("domain id").to_owned();
+    let id = created["domain"]["id"]
+        .as_str()
+        .expect("domain id")
+        .to_owned();
     let verification = created["records"]
         .as_array()
         .expect("records")

@@ -238,7 +238,10 @@ async fn a_disabled_domain_is_never_reverified() {
     assert_eq!(body["domain"]["disabled"], true);
     assert_eq!(body["domain"]["verified"], false);
     let listed = a.get("/api/v1/domains").await;
-    let items = listed.expect(200)["items"].as_array().expect("items").clone();
+    let items = listed.expect(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
     for item in &items {
         assert_eq!(item["disabled"], true, "{item}");
     }

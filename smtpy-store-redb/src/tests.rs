@@ -590,7 +590,10 @@ async fn version_4_upgrade_keeps_current_rows_and_refuses_garbage() {
     let txn = db.begin_read().expect("read txn");
     let domains = txn.open_table(schema::DOMAINS).expect("domains");
     assert_eq!(
-        domains.get(&ghost).expect("get").map(|g| g.value().to_vec()),
+        domains
+            .get(&ghost)
+            .expect("get")
+            .map(|g| g.value().to_vec()),
         Some(b"\x01garbage".to_vec())
     );
 }

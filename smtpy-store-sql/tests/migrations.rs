@@ -356,8 +356,7 @@ async fn migration_5_down_and_up(store: &SqlStore) {
     );
     store.create_user(&owner).await.expect("create user");
     let mut domain = Domain::new(
-        DomainName::parse(&format!("d-{}.example", uuid::Uuid::now_v7().simple()))
-            .expect("domain"),
+        DomainName::parse(&format!("d-{}.example", uuid::Uuid::now_v7().simple())).expect("domain"),
         owner.id,
         "token".into(),
         t0,
