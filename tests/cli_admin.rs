@@ -417,3 +417,95 @@ fn control_socket_serves_commands_while_the_server_runs() {
     let list = run(&["admin", "alias", "list"]);
     assert_eq!(rows(list.ok(), &["live@alias.test"]).len(), 1);
 }
+
+/// `admin domain disable` sticks on a domain its owner verified through the
+/// API: mail to its aliases is refused exactly like mail to a domain that
+/// is not hosted, the owner's `verify` is `409` (so neither the owner nor
+/// the DNS re-check, which applies the same rule, can turn it back on), and
+/// `admin domain enable` makes it take mail again.
+#[test]
+fn an_admins_domain_disable_sticks_while_the_server_runs() {
+    if !world::python_ready() {
+        return;
+    }
+    let mut w = world::World::new();
+    let key = w.create_user_key("owner@example.org", false);
+    w.start_sink();
+    w.start_server();
+    let owner = w.http_with_key(&key);
+
+    // The owner adds the domain and proves control of it in DNS.
+    let created = owner.post(
+        "/api/v1/domains",
+        &serde_json::json!({"name": "owned.test"}),
+    );
+    let created = created.expect(201).clone();
+    let id = created["domain"]["id"]
+        .as_str()
+        .expect("domain id")
+        .to_owned();
+    let verification = created["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["purpose"] == "verification")
+        .unwrap_or_else(|| panic!("no verification record in {created}"))
+        .clone();
+    let name = verification["name"].as_str().expect("name");
+    let value = verification["value"].as_str().expect("value");
+    w.set_dns(&format!(
+        "[txt]\n{} = [{}]\n[ip]\n",
+        serde_json::Value::from(name.trim_end_matches('.')),
+        serde_json::Value::from(value.trim_matches('"'))
+    ));
+    let verify = |expect: u16| {
+        owner
+            .request("POST", &format!("/api/v1/domains/{id}/verify"), None)
+            .expect(expect)
+            .clone()
+    };
+    assert_eq!(verify(200)["verified"], true);
+
+    // An alias on it (through the control socket) takes mail.
+    w.admin_output(&[
+        "alias",
+        "create",
+        "shop@owned.test",
+        "--mailbox",
+        "box@mail.test",
+    ]);
+    let rcpt_code = |subject: &str| {
+        let t = w.send("someone@outside.test", &["shop@owned.test"], subject);
+        world::code_of(&t, "rcpt shop@owned.test ")
+    };
+    assert_eq!(rcpt_code("before"), "250");
+    w.wait_delivered(1);
+    let unhosted = w.send("someone@outside.test", &["shop@unhosted.test"], "x");
+    let unhosted = world::code_of(&unhosted, "rcpt shop@unhosted.test ");
+    assert!(unhosted.starts_with('5'), "{unhosted}");
+
+    w.admin_output(&["domain", "disable", "owned.test"]);
+    let list = w.admin_output(&["domain", "list"]);
+    assert_eq!(rows(&list, &["owned.test", "disabled"]).len(), 1, "{list}");
+    assert_eq!(
+        rcpt_code("while disabled"),
+        unhosted,
+        "refused like a domain that is not hosted"
+    );
+    // The owner cannot verify it back (the record is still published).
+    let refused = verify(409);
+    assert_eq!(refused["detail"], "an administrator disabled this domain");
+    let shown = owner.get(&format!("/api/v1/domains/{id}"));
+    let shown = shown.expect(200);
+    assert_eq!(shown["domain"]["disabled"], true, "{shown}");
+    assert_eq!(shown["domain"]["verified"], true, "verification kept");
+    assert_eq!(rcpt_code("still disabled"), unhosted);
+    assert_eq!(w.delivered().len(), 1, "nothing delivered while disabled");
+
+    w.admin_output(&["domain", "enable", "owned.test"]);
+    let list = w.admin_output(&["domain", "list"]);
+    assert_eq!(rows(&list, &["owned.test", "enabled"]).len(), 1, "{list}");
+    assert_eq!(rcpt_code("enabled again"), "250");
+    w.wait_delivered(2);
+    assert_eq!(verify(200)["domain"]["disabled"], false);
+}

@@ -90,14 +90,19 @@ pub enum DomainAction {
         /// The domain, e.g. alias.example.
         domain: String,
     },
-    /// List hosted domains: name, state, owner, DKIM selectors.
+    /// List hosted domains: name, state (enabled, disabled, unverified),
+    /// owner, DKIM selectors.
     List,
-    /// Stop receiving mail for a domain (mail to it is refused); keeps its aliases.
+    /// Stop receiving mail for a domain (mail to it is refused as if it
+    /// were not hosted); keeps its aliases and its verification. It stays
+    /// disabled until `enable`: neither its owner nor the DNS re-check can
+    /// undo it.
     Disable {
         /// The domain.
         domain: String,
     },
-    /// Receive mail for a disabled domain again.
+    /// Receive mail for a disabled domain again (a domain that is not
+    /// verified is marked verified, as the operator vouches for it).
     Enable {
         /// The domain.
         domain: String,
@@ -346,11 +351,7 @@ async fn domain(
                         out,
                         "{:<32} {:<8} owner={} dkim={}",
                         d.name.as_ascii(),
-                        if d.verified_at.is_some() {
-                            "enabled"
-                        } else {
-                            "disabled"
-                        },
+                        domain_state(d),
                         owner,
                         if selectors.is_empty() {
                             "-".to_owned()
@@ -367,28 +368,17 @@ async fn domain(
             Ok(())
         }
         DomainAction::Disable { domain } => {
-            let mut d = hosted(store, &domain).await?;
-            d.verified_at = None;
-            d.updated_at = now;
-            store
-                .update_domain(Access::System, &d)
-                .await
-                .map_err(store_err)?;
+            let d = set_domain_disabled(store, &domain, true, now).await?;
             say!(
                 out,
-                "domain {} disabled: mail to it is refused until `admin domain enable`",
+                "domain {} disabled: mail to it is refused until `admin domain enable` \
+                 (its owner cannot re-enable or re-verify it)",
                 d.name
             );
             Ok(())
         }
         DomainAction::Enable { domain } => {
-            let mut d = hosted(store, &domain).await?;
-            d.verified_at = Some(now);
-            d.updated_at = now;
-            store
-                .update_domain(Access::System, &d)
-                .await
-                .map_err(store_err)?;
+            let d = set_domain_disabled(store, &domain, false, now).await?;
             say!(out, "domain {} enabled", d.name);
             Ok(())
         }
@@ -979,6 +969,46 @@ async fn create_user(
 }
 
 /// The hosted domain named `domain`.
+fn domain_state(d: &Domain) -> &'static str {
+    if d.disabled {
+        "disabled"
+    } else if d.verified_at.is_some() {
+        "enabled"
+    } else {
+        "unverified"
+    }
+}
+
+/// Sets the administrator's `disabled` flag of a hosted domain (enabling
+/// also marks an unverified domain verified). Retries when a running
+/// server (the DNS re-check, an owner's change) wrote the domain between
+/// the read and the write.
+async fn set_domain_disabled(
+    store: &dyn Store,
+    domain: &str,
+    disabled: bool,
+    now: Timestamp,
+) -> Result<Domain, Failure> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let mut d = hosted(store, domain).await?;
+        d.disabled = disabled;
+        if !disabled {
+            d.verified_at.get_or_insert(now);
+        }
+        d.updated_at = now;
+        match store.update_domain(Access::System, &d).await {
+            Ok(stored) => return Ok(stored),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_err(e)),
+        }
+    }
+    Err(Failure::Runtime(format!(
+        "domain {domain} kept changing while it was being updated ({ATTEMPTS} attempts); \
+         run the command again"
+    )))
+}
+
 pub async fn hosted(store: &dyn Store, domain: &str) -> Result<Domain, Failure> {
     let name = DomainName::parse(domain).map_err(|e| usage(domain, e))?;
     store

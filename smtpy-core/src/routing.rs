@@ -188,7 +188,7 @@ impl<'a> Router<'a> {
             };
         }
         let domain = match self.store.find_domain_by_name(rcpt.domain()).await {
-            Ok(Some(d)) if d.verified_at.is_some() => d,
+            Ok(Some(d)) if d.receives_mail() => d,
             Ok(_) => return Err(Reply::RELAY_DENIED.into()),
             Err(e) => return Err(temp(e)),
         };

@@ -211,6 +211,54 @@ async fn domains_not_hosted_or_unverified_are_relay_denied() {
 }
 
 #[tokio::test]
+async fn a_disabled_domain_is_refused_exactly_like_an_unhosted_one() {
+    let f = fixture().await;
+    let mut domain = f
+        .store
+        .get_domain(Access::System, f.domain.id)
+        .await
+        .expect("domain");
+    domain.disabled = true;
+    let domain = f
+        .store
+        .update_domain(Access::System, &domain)
+        .await
+        .expect("disable");
+    assert!(domain.verified_at.is_some(), "disabling keeps verification");
+    // Existing alias, unknown local part and postmaster alike: the same reply
+    // as a domain smtpy does not host, so nothing reveals it exists.
+    for rcpt in [
+        "shop@alias.example",
+        "nobody@alias.example",
+        "postmaster@alias.example",
+    ] {
+        assert_eq!(
+            f.route(rcpt, Some("bob@outside.example")).await,
+            f.route("shop@elsewhere.example", Some("bob@outside.example"))
+                .await,
+            "{rcpt}"
+        );
+        assert_eq!(
+            f.route(rcpt, Some("bob@outside.example")).await,
+            Err(Reply::RELAY_DENIED),
+            "{rcpt}"
+        );
+    }
+    // Enabled again: mail flows.
+    let mut domain = domain;
+    domain.disabled = false;
+    f.store
+        .update_domain(Access::System, &domain)
+        .await
+        .expect("enable");
+    assert!(matches!(
+        f.route("shop@alias.example", Some("bob@outside.example"))
+            .await,
+        Ok(Route::Forward { .. })
+    ));
+}
+
+#[tokio::test]
 async fn open_relay_tricks_never_relay() {
     let f = fixture().await;
     // Addresses that parse are plain local parts here: unknown, never relayed.

@@ -169,6 +169,25 @@ async fn unknown_alias_and_foreign_domains() {
 }
 
 #[tokio::test]
+async fn a_disabled_domain_explains_as_relay_denied() {
+    let w = world().await;
+    let mut domain = w.domain.clone();
+    domain.disabled = true;
+    w.store
+        .update_domain(Access::System, &domain)
+        .await
+        .expect("disable");
+    let ex = run(&w, None, &w.alias.address, HEADERS).await;
+    assert_eq!(ex.reply, Reply::RELAY_DENIED);
+    assert_eq!(ex.alias, None, "the alias is not revealed");
+    let postmaster = addr(&format!("postmaster@{}", w.domain.name.as_ascii()));
+    assert_eq!(
+        run(&w, None, &postmaster, HEADERS).await.reply,
+        Reply::RELAY_DENIED
+    );
+}
+
+#[tokio::test]
 async fn disabled_alias_rejects_or_discards() {
     let w = world().await;
     let mut alias = w.alias.clone();

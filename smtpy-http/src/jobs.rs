@@ -18,7 +18,8 @@ const PAGE: u32 = 100;
 ///
 /// A domain whose verification record is now right becomes verified (as
 /// with `POST /domains/{id}/verify`); a verified domain stays verified
-/// whatever the check finds. Each domain whose MX, SPF, DKIM or DMARC check
+/// whatever the check finds. A domain an administrator disabled is checked
+/// (its results are stored) but never becomes verified. Each domain whose MX, SPF, DKIM or DMARC check
 /// went from `ok` to anything else is logged (`tracing::warn`). Without a
 /// DNS seam ([`ApiState::dns`]) nothing is checked and the result is 0.
 ///

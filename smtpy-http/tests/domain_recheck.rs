@@ -179,3 +179,103 @@ async fn without_dns_nothing_is_checked() {
     assert_eq!(recheck_domains(&app.state, HOUR).await.expect("job"), 0);
     assert!(domain(&app, id).await.checks.last_checked_at.is_none());
 }
+
+/// Marks a domain disabled the way `server admin domain disable` does:
+/// straight in the store, `verified_at` untouched.
+async fn admin_disable(app: &TestApp, id: DomainId) -> Domain {
+    let mut d = domain(app, id).await;
+    d.disabled = true;
+    app.store
+        .update_domain(Access::System, &d)
+        .await
+        .expect("disable")
+}
+
+/// An administrator's disable sticks: the owner's verify is `409`, the
+/// re-check job stores the checks but never verifies the domain, the API
+/// shows `disabled`, and the owner cannot clear it with `PATCH`.
+#[tokio::test]
+async fn a_disabled_domain_is_never_reverified() {
+    let app = TestApp::start().await;
+    let a = app.user("a@x.test").await;
+    let (pending, pending_records) = create(&a, "pending.example").await;
+    let (verified, verified_records) = create(&a, "verified.example").await;
+    publish(&app, &verified_records, &[]);
+    a.post_empty(&format!("/api/v1/domains/{verified}/verify"))
+        .await
+        .expect(200);
+    let t0 = app.clock.now();
+    // Both disabled; then the owner of `pending` publishes its records.
+    admin_disable(&app, pending).await;
+    let disabled_verified = admin_disable(&app, verified).await;
+    assert_eq!(disabled_verified.verified_at, Some(t0), "kept by disable");
+    publish(&app, &pending_records, &[]);
+    app.clock.advance(2 * HOUR);
+
+    for id in [pending, verified] {
+        let r = a.post_empty(&format!("/api/v1/domains/{id}/verify")).await;
+        r.assert_problem(409, "conflict");
+        assert_eq!(r.body["detail"], "an administrator disabled this domain");
+    }
+    assert!(
+        domain(&app, pending).await.checks.last_checked_at.is_none(),
+        "a refused verify looks nothing up"
+    );
+
+    let now = app.clock.now();
+    assert_eq!(recheck_domains(&app.state, HOUR).await.expect("job"), 2);
+    let p = domain(&app, pending).await;
+    assert_eq!(p.checks.last_checked_at, Some(now), "checks stored");
+    assert_eq!(p.checks.mx.status, CheckStatus::Ok);
+    assert_eq!(p.verified_at, None, "not verified by the job");
+    assert!(p.disabled);
+    let v = domain(&app, verified).await;
+    assert_eq!(v.verified_at, Some(t0));
+    assert!(v.disabled, "still disabled after the job");
+
+    let got = a.get(&format!("/api/v1/domains/{pending}")).await;
+    let body = got.expect(200);
+    assert_eq!(body["domain"]["disabled"], true);
+    assert_eq!(body["domain"]["verified"], false);
+    let listed = a.get("/api/v1/domains").await;
+    let items = listed.expect(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
+    for item in &items {
+        assert_eq!(item["disabled"], true, "{item}");
+    }
+    assert_eq!(items.len(), 2);
+
+    // `disabled` is not part of the owner's PATCH body.
+    a.patch(
+        &format!("/api/v1/domains/{pending}"),
+        json!({ "disabled": false }),
+    )
+    .await
+    .assert_problem(422, "validation");
+    assert!(domain(&app, pending).await.disabled);
+    // Any change the owner may make keeps it disabled.
+    let r = a
+        .patch(
+            &format!("/api/v1/domains/{verified}"),
+            json!({ "catch_all": false }),
+        )
+        .await;
+    assert_eq!(r.expect(200)["domain"]["disabled"], true);
+    assert!(domain(&app, verified).await.disabled);
+
+    // Enabled again by the administrator: the owner verifies as before.
+    let mut p = domain(&app, pending).await;
+    p.disabled = false;
+    app.store
+        .update_domain(Access::System, &p)
+        .await
+        .expect("enable");
+    let r = a
+        .post_empty(&format!("/api/v1/domains/{pending}/verify"))
+        .await;
+    let body = r.expect(200);
+    assert_eq!(body["verified"], true);
+    assert_eq!(body["domain"]["disabled"], false);
+}

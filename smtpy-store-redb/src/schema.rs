@@ -1,6 +1,6 @@
 //! Tables, the schema version and its upgrade steps.
 //!
-//! # Layout (schema version 4)
+//! # Layout (schema version 5)
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
@@ -14,7 +14,7 @@
 //! | `sessions_by_user` | user ‖ id hash | — |
 //! | `invitations` | invitation id | row |
 //! | `invitations_by_token` | token hash | invitation id |
-//! | `domains` | domain id | row |
+//! | `domains` | domain id | row (with `disabled` since version 5) |
 //! | `domains_by_name` | A-label name | domain id |
 //! | `mailboxes` | mailbox id | row |
 //! | `mailboxes_by_owner` | owner ‖ mailbox id | — |
@@ -79,13 +79,21 @@
 //! lease is taken in one write transaction, which redb runs one at a time,
 //! so two callers never both get it. The upgrade only creates the two
 //! (empty) tables.
+//!
+//! Version 5 gave domains the administrator's `disabled` flag: the upgrade
+//! rewrites every domain row with `disabled = false` (a version 4 row, read
+//! through [`DomainV4`], has no such field and postcard is not
+//! self-describing), exactly as version 3 rewrote user rows.
 
 use std::cell::{RefCell, RefMut};
 
 use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use smtpy_core::ids::UserId;
-use smtpy_core::model::{Role, User, UserSettings, UserStatus};
+use smtpy_core::address::DomainName;
+use smtpy_core::ids::{DomainId, MailboxId, UserId};
+use smtpy_core::model::{
+    CatchAll, DkimKey, DnsChecks, Domain, Role, User, UserSettings, UserStatus,
+};
 use smtpy_core::password::PasswordHash;
 use smtpy_core::secret::EncryptedSecret;
 use smtpy_core::time::Timestamp;
@@ -94,7 +102,7 @@ use crate::codec::{Record, decode, encode};
 use crate::error::{Error, OpenError};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u64 = 4;
+pub(crate) const SCHEMA_VERSION: u64 = 5;
 
 /// Key of the schema version in [`META`].
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -264,7 +272,93 @@ pub(crate) const UPGRADES: &[UpgradeStep] = &[
         description: "add the control plane tables (settings, job leases)",
         apply: add_control_tables,
     },
+    UpgradeStep {
+        from: 4,
+        description: "give domains the administrator's disabled flag",
+        apply: add_domain_disabled,
+    },
 ];
+
+/// A domain row as versions 1 to 4 wrote it: [`Domain`] without
+/// `disabled`.
+///
+/// Only the upgrade to version 5 reads it (and tests write it, to make
+/// version 4 files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DomainV4 {
+    pub(crate) id: DomainId,
+    pub(crate) name: DomainName,
+    pub(crate) owner: UserId,
+    pub(crate) shared: bool,
+    pub(crate) verification_token: String,
+    pub(crate) verified_at: Option<Timestamp>,
+    pub(crate) checks: DnsChecks,
+    pub(crate) catch_all: CatchAll,
+    pub(crate) dkim_keys: Vec<DkimKey>,
+    pub(crate) default_mailboxes: Vec<MailboxId>,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    pub(crate) revision: u64,
+}
+
+impl Record for DomainV4 {
+    const ENTITY: &'static str = "domain";
+}
+
+impl DomainV4 {
+    /// The domain, not disabled.
+    pub(crate) fn upgrade(self) -> Domain {
+        Domain {
+            id: self.id,
+            name: self.name,
+            owner: self.owner,
+            shared: self.shared,
+            verification_token: self.verification_token,
+            verified_at: self.verified_at,
+            disabled: false,
+            checks: self.checks,
+            catch_all: self.catch_all,
+            dkim_keys: self.dkim_keys,
+            default_mailboxes: self.default_mailboxes,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            revision: self.revision,
+        }
+    }
+}
+
+/// 4 → 5: rewrites every domain row with `disabled = false`.
+///
+/// A row that does not decode as a version 4 row but does as a current
+/// [`Domain`] (a file written by a development build between the two
+/// versions) is kept as it is; a row that decodes as neither fails the
+/// upgrade, which then leaves the file untouched. `disabled` is the
+/// row's last field, so a version 4 row is a strict prefix of the same
+/// domain's version 5 row: neither layout decodes as the other (the codec
+/// refuses trailing bytes). The `domains_by_name`
+/// and `aliases_by_domain` indexes hold ids only and need no change.
+fn add_domain_disabled(tx: &Tx<'_>) -> Result<(), Error> {
+    let mut rewritten = Vec::new();
+    {
+        let domains = tx.domains()?;
+        for entry in domains.iter()? {
+            let (k, v) = entry?;
+            match decode::<DomainV4>(v.value()) {
+                Ok(old) => rewritten.push((*k.value(), encode(&old.upgrade())?)),
+                Err(legacy) => {
+                    if decode::<Domain>(v.value()).is_err() {
+                        return Err(legacy);
+                    }
+                }
+            }
+        }
+    }
+    let mut domains = tx.domains()?;
+    for (id, row) in &rewritten {
+        domains.insert(id, row.as_slice())?;
+    }
+    Ok(())
+}
 
 /// 3 → 4: creates the (empty) `settings` and `jobs` tables.
 fn add_control_tables(tx: &Tx<'_>) -> Result<(), Error> {

@@ -346,6 +346,7 @@ const CONTROL_TABLES: [&str; 2] = ["settings", "jobs"];
 /// Turns a closed file written by this build into a version 3 file: no
 /// control plane tables, schema version 3.
 pub(crate) fn downgrade_to_v3(path: &Path) {
+    downgrade_to_v4(path);
     let db = Database::create(path).expect("raw open");
     let txn = db.begin_write().expect("write txn");
     for name in CONTROL_TABLES {
@@ -384,7 +385,7 @@ async fn version_3_file_is_upgraded_with_control_tables() {
     );
     let store = RedbStore::open(&path).expect("upgrade");
     drop(store);
-    assert_eq!(raw_version(&path), Some(4));
+    assert_eq!(raw_version(&path), Some(SCHEMA_VERSION));
     let names = table_names(&path);
     for name in CONTROL_TABLES {
         assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
@@ -404,6 +405,196 @@ async fn version_3_file_is_upgraded_with_control_tables() {
             .acquire_job_lease("job", "me", T0, T0)
             .await
             .expect("lease")
+    );
+}
+
+/// Turns a closed file written by this build into a version 4 file: domain
+/// rows in the version 4 layout (no `disabled`, which that release did not
+/// have), schema version 4. Refuses a disabled domain: version 4 could not
+/// store one.
+pub(crate) fn downgrade_to_v4(path: &Path) {
+    let db = Database::create(path).expect("raw open");
+    let txn = db.begin_write().expect("write txn");
+    {
+        let mut domains = txn.open_table(schema::DOMAINS).expect("domains");
+        let mut old_rows = Vec::new();
+        for entry in domains.iter().expect("iter") {
+            let (k, v) = entry.expect("entry");
+            let d: Domain = crate::codec::decode(v.value()).expect("a current domain row");
+            assert!(!d.disabled, "a version 4 file has no disabled domain");
+            let old = schema::DomainV4 {
+                id: d.id,
+                name: d.name,
+                owner: d.owner,
+                shared: d.shared,
+                verification_token: d.verification_token,
+                verified_at: d.verified_at,
+                checks: d.checks,
+                catch_all: d.catch_all,
+                dkim_keys: d.dkim_keys,
+                default_mailboxes: d.default_mailboxes,
+                created_at: d.created_at,
+                updated_at: d.updated_at,
+                revision: d.revision,
+            };
+            old_rows.push((*k.value(), crate::codec::encode(&old).expect("encode")));
+        }
+        for (k, row) in &old_rows {
+            domains.insert(k, row.as_slice()).expect("insert");
+        }
+    }
+    txn.open_table(META)
+        .expect("meta")
+        .insert(SCHEMA_VERSION_KEY, 4)
+        .expect("version");
+    txn.commit().expect("commit");
+}
+
+/// A version 4 file (domains without `disabled`) opens: every domain reads
+/// back not disabled with every other field kept, the name index still
+/// finds it, and the flag can then be set and read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_4_file_is_upgraded_with_domain_disabled() {
+    use smtpy_core::model::{CatchAll, CheckStatus};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("smtpy.redb");
+    let (f, verified) = {
+        let store = RedbStore::open(&path).expect("open");
+        let f = fixture(&store).await;
+        let mut verified = Domain::new(
+            DomainName::parse("verified.example").expect("valid domain"),
+            f.user.id,
+            "token-2".into(),
+            T0,
+        );
+        verified.verified_at = Some(T0);
+        verified.checks.mx.status = CheckStatus::Ok;
+        verified.catch_all = CatchAll {
+            enabled: true,
+            auto_create_pattern: Some("^a".into()),
+        };
+        store.create_domain(&verified).await.expect("create");
+        let verified = store
+            .update_domain(Access::System, &verified)
+            .await
+            .expect("update");
+        (f, verified)
+    };
+    downgrade_to_v4(&path);
+    assert_eq!(raw_version(&path), Some(4));
+    // The file no longer reads as current rows: it really is a v4 file.
+    {
+        let db = Database::create(&path).expect("raw open");
+        let txn = db.begin_read().expect("read txn");
+        let domains = txn.open_table(schema::DOMAINS).expect("domains");
+        let row = domains
+            .get(&verified.id.to_bytes())
+            .expect("get")
+            .expect("row");
+        assert!(crate::codec::decode::<Domain>(row.value()).is_err());
+    }
+
+    drop(RedbStore::open(&path).expect("upgrade"));
+    assert_eq!(raw_version(&path), Some(SCHEMA_VERSION));
+    let store = RedbStore::open(&path).expect("open upgraded");
+    assert_eq!(
+        store
+            .get_domain(Access::System, verified.id)
+            .await
+            .expect("kept"),
+        verified,
+        "every field kept, not disabled"
+    );
+    assert_eq!(
+        store
+            .get_domain(Access::System, f.domain.id)
+            .await
+            .expect("kept"),
+        f.domain
+    );
+    assert_eq!(
+        store
+            .find_domain_by_name(&verified.name)
+            .await
+            .expect("find")
+            .map(|d| d.id),
+        Some(verified.id),
+        "the name index still points at the row"
+    );
+    let mut edit = verified.clone();
+    edit.disabled = true;
+    let saved = store
+        .update_domain(Access::System, &edit)
+        .await
+        .expect("disable");
+    assert!(saved.disabled);
+    assert_eq!(saved.revision, verified.revision + 1);
+    assert_eq!(
+        store
+            .get_domain(Access::System, verified.id)
+            .await
+            .expect("get"),
+        saved
+    );
+}
+
+/// The step from 4 keeps domain rows that already have the current layout
+/// (a disabled one stays disabled) and refuses a domain row it cannot read,
+/// leaving the file untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_4_upgrade_keeps_current_rows_and_refuses_garbage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("smtpy.redb");
+    let disabled = {
+        let store = RedbStore::open(&path).expect("open");
+        let f = fixture(&store).await;
+        let mut d = f.domain.clone();
+        d.disabled = true;
+        store
+            .update_domain(Access::System, &d)
+            .await
+            .expect("disable")
+    };
+    set_raw_version(&path, 4);
+    {
+        let store = RedbStore::open(&path).expect("upgrade");
+        assert_eq!(
+            store
+                .get_domain(Access::System, disabled.id)
+                .await
+                .expect("get"),
+            disabled,
+            "a current row stays disabled"
+        );
+    }
+    assert_eq!(raw_version(&path), Some(SCHEMA_VERSION));
+
+    let ghost = [9u8; 16];
+    {
+        let db = Database::create(&path).expect("raw open");
+        let txn = db.begin_write().expect("write txn");
+        txn.open_table(schema::DOMAINS)
+            .expect("domains")
+            .insert(&ghost, b"\x01garbage".as_slice())
+            .expect("insert");
+        txn.open_table(META)
+            .expect("meta")
+            .insert(SCHEMA_VERSION_KEY, 4)
+            .expect("version");
+        txn.commit().expect("commit");
+    }
+    let err = RedbStore::open(&path).expect_err("unreadable domain row");
+    assert!(matches!(err, OpenError::Unrecognised { .. }), "{err:?}");
+    assert_eq!(raw_version(&path), Some(4), "left as it was");
+    let db = Database::create(&path).expect("raw open");
+    let txn = db.begin_read().expect("read txn");
+    let domains = txn.open_table(schema::DOMAINS).expect("domains");
+    assert_eq!(
+        domains
+            .get(&ghost)
+            .expect("get")
+            .map(|g| g.value().to_vec()),
+        Some(b"\x01garbage".to_vec())
     );
 }
 

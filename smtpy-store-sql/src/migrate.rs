@@ -67,10 +67,18 @@ const MIGRATIONS: &[Embedded] = &[
         postgres_up: include_str!("../migrations/postgres/0004_control.up.sql"),
         postgres_down: include_str!("../migrations/postgres/0004_control.down.sql"),
     },
+    Embedded {
+        version: 5,
+        description: "domain_disabled",
+        sqlite_up: include_str!("../migrations/sqlite/0005_domain_disabled.up.sql"),
+        sqlite_down: include_str!("../migrations/sqlite/0005_domain_disabled.down.sql"),
+        postgres_up: include_str!("../migrations/postgres/0005_domain_disabled.up.sql"),
+        postgres_down: include_str!("../migrations/postgres/0005_domain_disabled.down.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 4;
+pub const LATEST_VERSION: i64 = 5;
 
 /// The table recording which migrations are applied.
 pub const MIGRATIONS_TABLE: &str = "_smtpy_migrations";

@@ -169,7 +169,7 @@ async fn migration_3_down_and_up(store: &SqlStore) {
     let status = store.migration_status().await.expect("status");
     assert_eq!(
         status.iter().map(|m| m.applied).collect::<Vec<_>>(),
-        vec![true, true, false, false]
+        vec![true, true, false, false, false]
     );
 
     store.migrate_up().await.expect("migrate up");
@@ -307,7 +307,7 @@ async fn migration_4_down_and_up(store: &SqlStore) {
     let status = store.migration_status().await.expect("status");
     assert_eq!(
         status.iter().map(|m| m.applied).collect::<Vec<_>>(),
-        vec![true, true, true, false]
+        vec![true, true, true, false, false]
     );
 
     store.migrate_up().await.expect("migrate up");
@@ -338,4 +338,84 @@ async fn postgres_migration_4_down_and_up() {
         return;
     };
     migration_4_down_and_up(&store).await;
+}
+
+/// Down to 4 drops `domains.disabled` and keeps the domains; up again gives
+/// every existing domain `disabled = false` (what a database migrated from
+/// 4 gets), keeping `verified_at`, and the flag then round-trips.
+async fn migration_5_down_and_up(store: &SqlStore) {
+    use smtpy_core::address::DomainName;
+    use smtpy_core::model::Domain;
+    use smtpy_core::store::DomainStore;
+    let t0 = Timestamp::from_unix_secs(1_700_000_000);
+    let owner = User::new(
+        EmailAddress::parse(&format!("d-{}@example.org", uuid::Uuid::now_v7().simple()))
+            .expect("address"),
+        Role::User,
+        t0,
+    );
+    store.create_user(&owner).await.expect("create user");
+    let mut domain = Domain::new(
+        DomainName::parse(&format!("d-{}.example", uuid::Uuid::now_v7().simple())).expect("domain"),
+        owner.id,
+        "token".into(),
+        t0,
+    );
+    domain.verified_at = Some(t0);
+    domain.disabled = true;
+    store.create_domain(&domain).await.expect("create domain");
+    assert!(
+        store
+            .get_domain(Access::System, domain.id)
+            .await
+            .expect("get")
+            .disabled
+    );
+
+    store.migrate_down(4).await.expect("migrate down to 4");
+    let status = store.migration_status().await.expect("status");
+    assert_eq!(
+        status.iter().map(|m| m.applied).collect::<Vec<_>>(),
+        vec![true, true, true, true, false]
+    );
+    assert_eq!(tables(store).await, SMTPY_TABLES, "no table dropped");
+
+    store.migrate_up().await.expect("migrate up");
+    let mut expected = domain.clone();
+    expected.disabled = false;
+    let got = store
+        .get_domain(Access::System, domain.id)
+        .await
+        .expect("domain kept");
+    assert_eq!(got, expected, "a domain from before 0005 is not disabled");
+    let mut edit = got.clone();
+    edit.disabled = true;
+    let saved = store
+        .update_domain(Access::System, &edit)
+        .await
+        .expect("disable after the upgrade");
+    assert!(saved.disabled);
+    assert_eq!(saved.verified_at, Some(t0));
+    assert_eq!(
+        store
+            .find_domain_by_name(&domain.name)
+            .await
+            .expect("find")
+            .map(|d| d.disabled),
+        Some(true)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_migration_5_down_and_up() {
+    let store = common::new_sqlite_store().await;
+    migration_5_down_and_up(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_migration_5_down_and_up() {
+    let Some(store) = common::new_postgres_store().await else {
+        return;
+    };
+    migration_5_down_and_up(&store).await;
 }

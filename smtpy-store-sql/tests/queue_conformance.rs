@@ -105,7 +105,8 @@ async fn queue_down_and_up(store: &SqlStore) {
             (1, "init", true),
             (2, "queue", false),
             (3, "events_settings", false),
-            (4, "control", false)
+            (4, "control", false),
+            (5, "domain_disabled", false),
         ]
     );
     assert_eq!(

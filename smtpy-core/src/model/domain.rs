@@ -38,6 +38,11 @@ pub struct Domain {
     pub updated_at: Timestamp,
     /// Optimistic-concurrency revision.
     pub revision: u64,
+    /// Set by an administrator; a disabled domain receives no mail and its
+    /// owner cannot re-enable or re-verify it. (Last, so that binary
+    /// encodings written before it existed are an exact prefix.)
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl Domain {
@@ -56,6 +61,7 @@ impl Domain {
             shared: false,
             verification_token,
             verified_at: None,
+            disabled: false,
             checks: DnsChecks::default(),
             catch_all: CatchAll::default(),
             dkim_keys: Vec::new(),
@@ -64,6 +70,14 @@ impl Domain {
             updated_at: now,
             revision: 0,
         }
+    }
+
+    /// Whether mail to this domain is accepted: ownership is proven and no
+    /// administrator disabled it. Anything else is treated exactly like a
+    /// domain smtpy does not host.
+    #[must_use]
+    pub fn receives_mail(&self) -> bool {
+        self.verified_at.is_some() && !self.disabled
     }
 }
 

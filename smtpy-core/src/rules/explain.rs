@@ -100,7 +100,7 @@ pub async fn explain(
 ) -> Result<Explanation, StoreError> {
     let rcpt = input.recipient;
     let domain = match store.find_domain_by_name(rcpt.domain()).await? {
-        Some(d) if d.verified_at.is_some() => d,
+        Some(d) if d.receives_mail() => d,
         _ => return Ok(Explanation::at_rcpt(Reply::RELAY_DENIED)),
     };
     if rcpt

@@ -331,6 +331,62 @@ pub async fn domain_update_round_trip_and_revision(store: &dyn Store) {
     );
 }
 
+/// `disabled` reads back through create, get, `find_domain_by_name`,
+/// `list_domains` and update, in both directions, independently of
+/// `verified_at`.
+pub async fn domain_disabled_round_trip(store: &dyn Store) {
+    let owner = fixtures::user(store).await;
+    let mut domain = new_domain(&owner);
+    domain.verified_at = Some(t(5));
+    domain.disabled = true;
+    store.create_domain(&domain).await.expect("create_domain");
+    let read_back = |want: Domain| async move {
+        assert_eq!(
+            store
+                .get_domain(Access::System, want.id)
+                .await
+                .expect("get_domain"),
+            want,
+            "get_domain"
+        );
+        assert_eq!(
+            store.find_domain_by_name(&want.name).await.expect("find"),
+            Some(want.clone()),
+            "find_domain_by_name"
+        );
+        let listed = all_domains(store, Access::Owner(want.owner)).await;
+        assert_eq!(
+            listed.iter().find(|d| d.id == want.id),
+            Some(&want),
+            "list_domains"
+        );
+    };
+    read_back(domain.clone()).await;
+
+    let mut enabled = domain.clone();
+    enabled.disabled = false;
+    let stored = store
+        .update_domain(Access::System, &enabled)
+        .await
+        .expect("enable");
+    assert!(!stored.disabled, "update_domain returns disabled = false");
+    assert_eq!(stored.verified_at, Some(t(5)), "verification kept");
+    read_back(stored.clone()).await;
+
+    let mut disabled = stored;
+    disabled.disabled = true;
+    let stored = store
+        .update_domain(Access::Owner(owner.id), &disabled)
+        .await
+        .expect("disable");
+    assert!(stored.disabled, "update_domain returns disabled = true");
+    read_back(stored).await;
+
+    let fresh = fixtures::domain(store, &owner).await;
+    assert!(!fresh.disabled, "a new domain is not disabled");
+    read_back(fresh).await;
+}
+
 /// Stale revisions are `Conflict`; unknown or another owner's domains are `NotFound`.
 pub async fn domain_update_stale_revision_is_conflict(store: &dyn Store) {
     let a = fixtures::user(store).await;

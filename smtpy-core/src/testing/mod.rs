@@ -151,6 +151,7 @@ macro_rules! conformance_suite {
             domain_find_by_name_case_and_idna,
             domain_list_visibility,
             domain_update_round_trip_and_revision,
+            domain_disabled_round_trip,
             domain_update_stale_revision_is_conflict,
             domain_concurrent_updates_one_wins,
             domain_shared_is_read_only_for_others,

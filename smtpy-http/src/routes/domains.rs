@@ -24,6 +24,10 @@ use crate::state::ApiState;
 
 use check::{RecordCheck, RecordView};
 
+/// Detail of the `409` refusing to verify a domain an administrator
+/// disabled.
+const DISABLED_BY_ADMIN: &str = "an administrator disabled this domain";
+
 /// Most default mailboxes a domain may have.
 const MAX_DEFAULT_MAILBOXES: usize = 10;
 
@@ -95,10 +99,15 @@ pub(crate) struct DomainView {
     pub shared: bool,
     /// Whether the caller owns (manages) it.
     pub mine: bool,
-    /// Ownership proven: the domain takes mail and aliases.
+    /// Ownership proven: the domain takes mail and aliases (unless
+    /// `disabled`).
     pub verified: bool,
     /// When ownership was proven (Unix milliseconds).
     pub verified_at: Option<i64>,
+    /// Disabled by an administrator: the domain takes no mail, whatever
+    /// `verified` says, and its owner can neither re-enable nor re-verify
+    /// it.
+    pub disabled: bool,
     /// The token of the verification TXT record (owner only; it is public
     /// once published).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +139,7 @@ impl DomainView {
             mine,
             verified: d.verified_at.is_some(),
             verified_at: d.verified_at.map(|t| t.as_unix_millis()),
+            disabled: d.disabled,
             verification_token: (mine && !d.verification_token.is_empty())
                 .then(|| d.verification_token.clone()),
             catch_all: d.catch_all.enabled,
@@ -520,12 +530,16 @@ async fn delete_domain(
 
 /// Looks every record up in DNS, explains what is wrong, stores the results
 /// and marks the domain verified when the verification record is right.
+/// Refused with `409` on a domain an administrator disabled.
 #[utoipa::path(
     post,
     path = "/domains/{id}/verify",
     tag = "domains",
     params(("id" = uuid::Uuid, Path, description = "Domain id")),
-    responses((status = 200, description = "Per-record results", body = VerifyView))
+    responses(
+        (status = 200, description = "Per-record results", body = VerifyView),
+        (status = 409, description = "An administrator disabled this domain")
+    )
 )]
 async fn verify_domain(
     state: axum::extract::State<ApiState>,
@@ -535,6 +549,9 @@ async fn verify_domain(
 ) -> ApiResult<Json<VerifyView>> {
     me.require(ApiScope::DomainsWrite)?;
     let d = own_domain(&state, &me, id).await?;
+    if d.disabled {
+        return Err(Problem::conflict(DISABLED_BY_ADMIN));
+    }
     let Some(dns) = state.dns().cloned() else {
         return Err(Problem::unavailable(
             "DNS lookups are not available on this server",
@@ -567,7 +584,9 @@ async fn verify_domain(
 
 /// Applies check results to `d` and stores it, retrying once on a
 /// concurrent change. Returns the stored domain and whether it became
-/// verified.
+/// verified. A disabled domain gets its checks stored but never becomes
+/// verified (see [`check::apply`]), also when an administrator disabled it
+/// between the read and the write (the retry reads it again).
 pub(crate) async fn store_results(
     state: &ApiState,
     access: Access,

@@ -15,7 +15,7 @@ use crate::db::{DbResultExt, Dialect, Row, Session, Sql, args, for_update};
 macro_rules! domain_columns {
     () => {
         "d.id, d.name, d.owner_id, d.shared, d.verification_token, d.verified_at, d.checks, \
-         d.catch_all, d.dkim_keys, d.created_at, d.updated_at, d.revision"
+         d.catch_all, d.dkim_keys, d.created_at, d.updated_at, d.revision, d.disabled"
     };
 }
 
@@ -73,6 +73,7 @@ fn domain_from_row(r: &Row) -> StoreResult<Domain> {
         created_at: r.ts("created_at")?,
         updated_at: r.ts("updated_at")?,
         revision: r.u64("revision")?,
+        disabled: r.get("disabled")?,
     })
 }
 
@@ -112,8 +113,9 @@ impl DomainStore for SqlStore {
         let mut s = self.db.write().await?;
         s.execute(
             "INSERT INTO domains (id, name, name_ascii, owner_id, shared, verification_token, \
-             verified_at, checks, catch_all, dkim_keys, created_at, updated_at, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             verified_at, checks, catch_all, dkim_keys, created_at, updated_at, revision, \
+             disabled) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             args![
                 domain.id,
                 domain.name.to_string(),
@@ -128,6 +130,7 @@ impl DomainStore for SqlStore {
                 domain.created_at,
                 domain.updated_at,
                 revision_arg(domain.revision, "domain")?,
+                domain.disabled,
             ],
         )
         .await
@@ -200,7 +203,7 @@ impl DomainStore for SqlStore {
             .execute(
                 "UPDATE domains SET owner_id = $3, shared = $4, verification_token = $5, \
                  verified_at = $6, checks = $7, catch_all = $8, dkim_keys = $9, updated_at = $10, \
-                 revision = revision + 1 \
+                 disabled = $13, revision = revision + 1 \
                  WHERE id = $1 AND revision = $2 AND ($11 OR owner_id = $12)",
                 args![
                     domain.id,
@@ -215,6 +218,7 @@ impl DomainStore for SqlStore {
                     domain.updated_at,
                     owner_of(access).is_none(),
                     owner_of(access),
+                    domain.disabled,
                 ],
             )
             .await

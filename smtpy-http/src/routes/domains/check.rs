@@ -609,7 +609,8 @@ fn merge(results: &[&RecordCheck]) -> DnsCheck {
 }
 
 /// Stores `results` in `domain.checks` (at `now`) and sets `verified_at`
-/// when the verification record is right. Returns true if the domain
+/// when the verification record is right, unless an administrator disabled
+/// the domain (its checks are still stored). Returns true if the domain
 /// became verified.
 pub(crate) fn apply(domain: &mut Domain, results: &[RecordCheck], now: Timestamp) -> bool {
     let of = |p: Purpose| {
@@ -628,7 +629,7 @@ pub(crate) fn apply(domain: &mut Domain, results: &[RecordCheck], now: Timestamp
     let proven = of(Purpose::Verification)
         .iter()
         .any(|r| r.status == RecordStatus::Ok);
-    if proven && domain.verified_at.is_none() {
+    if proven && domain.verified_at.is_none() && !domain.disabled {
         domain.verified_at = Some(now);
         return true;
     }
