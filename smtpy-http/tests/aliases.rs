@@ -322,6 +322,34 @@ async fn foreign_and_unverified_domains_are_refused_shared_ones_accepted() {
     assert_eq!(row.mailboxes, vec![w.mb_a.id]);
     let v = create(&w.a, json!({"generator": "words", "domain": "shared.test"})).await;
     assert!(v["address"].as_str().expect("a").ends_with("@shared.test"));
+
+    // A domain an administrator disabled takes no new aliases, shared or own.
+    for name in ["shared.test", "alice.test"] {
+        let mut d = w
+            .app
+            .store
+            .find_domain_by_name(&DomainName::parse(name).expect("name"))
+            .await
+            .expect("find")
+            .expect("domain");
+        d.disabled = true;
+        w.app
+            .store
+            .update_domain(smtpy_core::store::Access::System, &d)
+            .await
+            .expect("disable");
+        let r =
+            w.a.post("/api/v1/aliases", json!({"address": format!("new@{name}")}))
+                .await;
+        r.assert_problem(422, "validation");
+        let r =
+            w.a.post(
+                "/api/v1/aliases",
+                json!({"generator": "chars", "domain": name}),
+            )
+            .await;
+        r.assert_problem(422, "validation");
+    }
 }
 
 trait OwnerAccess {

@@ -378,9 +378,9 @@ pub(crate) async fn resolve_mailboxes(
 }
 
 /// The caller may put aliases on `d`: their own verified domain, or a
-/// shared one.
+/// shared one — never one an administrator disabled.
 fn usable(principal: &Principal, d: &Domain) -> bool {
-    d.shared || (d.owner == principal.id() && d.verified_at.is_some())
+    !d.disabled && (d.shared || (d.owner == principal.id() && d.verified_at.is_some()))
 }
 
 /// The domain named by `name_or_id` if the caller may use it (`422` on
@@ -415,6 +415,9 @@ async fn default_domain(state: &ApiState, principal: &Principal) -> ApiResult<Do
     loop {
         let p = state.store().list_domains(principal.access(), page).await?;
         for d in p.items {
+            if d.disabled {
+                continue;
+            }
             if d.owner == principal.id() && d.verified_at.is_some() && own.is_none() {
                 own = Some(d);
             } else if d.shared && shared.is_none() {
