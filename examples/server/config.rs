@@ -749,27 +749,13 @@ fn apply_env(
 type EnvSecrets = BTreeMap<&'static str, String>;
 
 impl Config {
-    /// Reads `file` (if any), applies the environment, validates.
-    #[allow(dead_code)]
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::load_with(file, &Overrides::default())
-    }
-
-    /// [`load`](Self::load), then the command-line flags on top.
+    /// Reads `file` (if any), applies the environment and then the
+    /// command-line flags, validates.
     pub fn load_with(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         Self::load_with_from(file, overrides, std::env::vars())
     }
 
-    /// [`load`](Self::load) with explicit environment variables (tests).
-    #[allow(dead_code)]
-    pub fn load_from(
-        file: Option<&Path>,
-        vars: impl Iterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        Self::load_with_from(file, &Overrides::default(), vars)
-    }
-
-    /// Everything explicit: file, flags, environment.
+    /// [`load_with`](Self::load_with) with explicit environment variables.
     pub fn load_with_from(
         file: Option<&Path>,
         overrides: &Overrides,
