@@ -398,6 +398,130 @@ fn every_server_command_in_the_docs_parses() {
     );
 }
 
+/// `[[bench]]` / `[[example]]` names of the root package.
+fn targets(kind: &str) -> BTreeSet<String> {
+    let manifest: toml::Table = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml"))
+        .expect("Cargo.toml")
+        .parse()
+        .expect("TOML");
+    manifest
+        .get(kind)
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value after `flag` in `words`.
+fn flag_value<'a>(words: &'a [String], flag: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|w| w == flag)
+        .and_then(|i| words.get(i + 1))
+        .map(String::as_str)
+}
+
+#[test]
+fn every_cargo_target_and_script_in_the_docs_exists() {
+    // What CI does not run itself (benches, fuzzing, the Postfix load
+    // comparison) must at least name a real target or a script that parses.
+    let (benches, examples) = (targets("bench"), targets("example"));
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (name, text) in documents() {
+        for block in code_blocks(&text).iter().filter(|b| is_shell(&b.lang)) {
+            for (line, words) in shell_commands(block) {
+                // Skip `VAR=value` prefixes.
+                let words: Vec<String> = words
+                    .iter()
+                    .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+                    .cloned()
+                    .collect();
+                let place = format!("{name}:{line}");
+                let Some(first) = words.first() else { continue };
+                if first == "cargo" {
+                    if let Some(b) = flag_value(&words, "--bench") {
+                        checked += 1;
+                        if !benches.contains(b) {
+                            failures.push(format!("{place}: no [[bench]] {b}"));
+                        }
+                    }
+                    if let Some(e) = flag_value(&words, "--example") {
+                        checked += 1;
+                        if !examples.contains(e) {
+                            failures.push(format!("{place}: no [[example]] {e}"));
+                        }
+                    }
+                    if let Some(t) = flag_value(&words, "--test") {
+                        checked += 1;
+                        let exists =
+                            Path::new(ROOT)
+                                .join("tests")
+                                .join(format!("{t}.rs"))
+                                .exists()
+                                || std::fs::read_dir(ROOT).into_iter().flatten().flatten().any(
+                                    |d| d.path().join("tests").join(format!("{t}.rs")).exists(),
+                                );
+                        if !exists {
+                            failures.push(format!("{place}: no test target {t}"));
+                        }
+                    }
+                    if words.iter().any(|w| w == "fuzz")
+                        && let Some(i) = words.iter().position(|w| w == "run")
+                        && let Some(target) = words.get(i + 1)
+                    {
+                        checked += 1;
+                        let f = Path::new(ROOT)
+                            .join("fuzz/fuzz_targets")
+                            .join(format!("{target}.rs"));
+                        if !f.exists() {
+                            failures.push(format!("{place}: no fuzz target {target}"));
+                        }
+                    }
+                    continue;
+                }
+                let script = match first.as_str() {
+                    "bash" | "sh" => words.get(1).cloned(),
+                    w if w.ends_with(".sh") => Some(w.to_owned()),
+                    _ => None,
+                };
+                let Some(script) = script.filter(|s| s.ends_with(".sh")) else {
+                    continue;
+                };
+                // Paths relative to the repository root (the docs' convention).
+                let path = Path::new(ROOT).join(script.trim_start_matches("./"));
+                if script.contains("peers/") {
+                    continue; // the shared Postfix scripts live outside the repository
+                }
+                checked += 1;
+                if !path.exists() {
+                    failures.push(format!("{place}: no script {script}"));
+                    continue;
+                }
+                let syntax = Command::new("bash")
+                    .arg("-n")
+                    .arg(&path)
+                    .output()
+                    .expect("bash");
+                if !syntax.status.success() {
+                    failures.push(format!(
+                        "{place}: {script} does not parse: {}",
+                        String::from_utf8_lossy(&syntax.stderr)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 5,
+        "found only {checked} cargo targets and scripts in the docs"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn every_api_call_in_the_docs_exists() {
     let ops = operations();
