@@ -173,13 +173,13 @@ impl KeySync {
                 if seen.get(&d.id).is_some_and(|(_, rev)| *rev == d.revision) {
                     continue;
                 }
+                // Recorded either way: a domain whose keys cannot be opened
+                // is logged once per revision, not every few seconds.
+                seen.insert(d.id, (d.name.clone(), d.revision));
                 match self.policy.signer.load_domain(d, &self.keyring) {
-                    Ok(_) => {
-                        seen.insert(d.id, (d.name.clone(), d.revision));
-                        loaded += 1;
-                    }
+                    Ok(_) => loaded += 1,
                     Err(e) => {
-                        tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys");
+                        tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys; the domain signs with its previous keys, or the service key");
                     }
                 }
             }
