@@ -12,6 +12,7 @@ use serde::Deserialize;
 use smtpy::core::address::EmailAddress;
 
 pub use crate::logging::LogFormat;
+use smtpy::core::features::FeatureFlags;
 
 /// Sections and top-level keys an `SMTPY_*` variable may set. Other
 /// `SMTPY_*` variables (say `SMTPY_TEST_POSTGRES_URL`) are not configuration.
@@ -311,21 +312,6 @@ impl Profile {
     }
 }
 
-/// `[features]`: the initial feature flags. An admin's runtime choice
-/// (`PATCH /api/v1/admin/features`, stored and shared by every instance)
-/// wins over these once made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeatureValues {
-    /// Anyone may register over the API (default false).
-    pub registration: bool,
-    /// Owners may reply through reverse aliases (default true).
-    pub replies: bool,
-    /// Owners may create contacts to write first from an alias (default true).
-    pub send_from_alias: bool,
-    /// Catch-all domains create aliases on first mail (default true).
-    pub auto_create: bool,
-}
-
 /// `[jobs]`: background jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobSettings {
@@ -438,8 +424,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `[log] level`: a tracing filter directive (`info`, `smtpy=debug`).
     pub log_level: String,
-    /// `[features]`.
-    pub features: FeatureValues,
+    /// `[features]`: the initial feature flags. An admin's runtime choice
+    /// (`PATCH /api/v1/admin/features`, stored and shared by every
+    /// instance) wins over these once made.
+    pub features: FeatureFlags,
     /// `[jobs]`.
     pub jobs: JobSettings,
     /// The key sealing DKIM private keys and TOTP secrets at rest.
@@ -1507,7 +1495,7 @@ impl Config {
             (None, h) => h,
         };
         http.open_registration = registration;
-        let features = FeatureValues {
+        let features = FeatureFlags {
             registration,
             replies: raw.features.replies.unwrap_or(true),
             send_from_alias: raw.features.send_from_alias.unwrap_or(true),

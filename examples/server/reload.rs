@@ -47,7 +47,7 @@ pub struct Reloadable {
     /// Applies a new `[log] level`.
     pub set_log_level: SetLogLevel,
     /// Applies new `[features]` values (when no admin choice is stored).
-    pub set_features: Box<dyn Fn(&crate::config::FeatureValues) + Send + Sync>,
+    pub set_features: Box<dyn Fn(&smtpy::core::features::FeatureFlags) + Send + Sync>,
 }
 
 /// What one reload did, for the log and for tests.

@@ -249,12 +249,7 @@ pub async fn serve(
 
     // Feature flags: `[features]` until an admin stores a choice through the
     // API; the stored flags then win on every instance (polled below).
-    let features = Features::new(FeatureFlags {
-        registration: config.features.registration,
-        replies: config.features.replies,
-        send_from_alias: config.features.send_from_alias,
-        auto_create: config.features.auto_create,
-    });
+    let features = Features::new(config.features);
     match features.load(&*store).await {
         Ok(true) => tracing::info!(
             flags = ?features.get(),
@@ -332,14 +327,9 @@ pub async fn serve(
         set_log_level: Box::new(move |level: &str| log.set_level(level)),
         set_features: {
             let features = features.clone();
-            Box::new(move |values: &crate::config::FeatureValues| {
+            Box::new(move |values: &FeatureFlags| {
                 if features.version() == 0 {
-                    features.set(FeatureFlags {
-                        registration: values.registration,
-                        replies: values.replies,
-                        send_from_alias: values.send_from_alias,
-                        auto_create: values.auto_create,
-                    });
+                    features.set(*values);
                 } else {
                     tracing::warn!(
                         "[features] changed, but flags stored by an administrator are in force; change them with PATCH /api/v1/admin/features"
