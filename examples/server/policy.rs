@@ -9,7 +9,7 @@ use smtpy::core::Store;
 use smtpy::core::address::DomainName;
 use smtpy::core::auth::Authenticator;
 use smtpy::core::bounce::{BounceAddresses, BounceThresholds};
-use smtpy::core::dkim::{self, DkimSigner, PublishMode, SelectorNaming, SigningKey};
+use smtpy::core::dkim::{self, PublishMode, SelectorNaming, SigningKey};
 use smtpy::core::dns::StaticDns;
 use smtpy::core::gcra::Quota;
 use smtpy::core::limits::{LimitPolicy, Limits, LocalLimiter, RateLimiter, StoreLimiter};
@@ -18,7 +18,6 @@ use smtpy::core::notify::Templates;
 use smtpy::core::reverse::ReverseAliases;
 use smtpy::core::secret::{Keyring, SecretKey};
 use smtpy::core::srs::SrsKey;
-use smtpy::core::store::{Access, PageRequest};
 use smtpy::core::time::{Clock, SystemClock};
 use smtpy_smtp::policy::MailPolicy;
 
@@ -280,39 +279,10 @@ pub fn limit_policy(config: &Config) -> LimitPolicy {
     }
 }
 
-/// Loads the active DKIM keys of every hosted domain into `signer`.
-pub async fn load_domain_keys(
-    store: &dyn Store,
-    signer: &DkimSigner,
-    keyring: &Keyring,
-) -> Result<usize, Failure> {
-    let mut loaded = 0;
-    let mut page = PageRequest::first(500);
-    loop {
-        let domains = store
-            .list_domains(Access::System, page)
-            .await
-            .map_err(|e| Failure::Runtime(format!("cannot list domains: {e}")))?;
-        for d in &domains.items {
-            match signer.load_domain(d, keyring) {
-                Ok(n) => loaded += n,
-                Err(e) => tracing::error!(domain = %d.name, error = %e, "cannot load DKIM keys"),
-            }
-        }
-        match domains.next {
-            Some(cursor) => page = PageRequest::after(cursor, 500),
-            None => break,
-        }
-    }
-    Ok(loaded)
-}
-
 /// Everything the acceptor and the delivery workers apply.
 pub async fn build(
     config: &Config,
-    store: &Arc<dyn Store>,
     srs_key: &SrsKey,
-    keyring: &Keyring,
     limits: Option<(Arc<dyn RateLimiter>, LimitPolicy)>,
 ) -> Result<MailPolicy, Failure> {
     let mut policy = MailPolicy::default();
@@ -340,8 +310,6 @@ pub async fn build(
     for (k, _) in service {
         policy.signer.insert(k);
     }
-    let n = load_domain_keys(&**store, &policy.signer, keyring).await?;
-    tracing::info!(keys = n, "DKIM keys loaded");
     policy.reverse = Some(ReverseAliases::new(srs_key.clone()));
     policy.bounces = Some(
         BounceAddresses::new(hostname.clone(), srs_key.clone())

@@ -201,16 +201,16 @@ pub async fn serve(
     let srs = Arc::new(Srs::new(srs_domain, srs_key.clone()));
     let keyring = Arc::new(crate::policy::keyring(&config)?);
     let limits = crate::policy::limits(&config, &store);
-    let policy =
-        Arc::new(crate::policy::build(&config, &store, &srs_key, &keyring, limits.clone()).await?);
-    // The signer follows the store: domains created or rotated by the API,
-    // the command line or another instance (policy::build loaded them all).
+    let policy = Arc::new(crate::policy::build(&config, &srs_key, limits.clone()).await?);
+    // The signer follows the store: every domain's keys now, then those
+    // created or rotated by the API, the command line or another instance.
     let key_sync = Arc::new(crate::jobs::KeySync::new(
         Arc::clone(&store),
         Arc::clone(&policy),
         Arc::clone(&keyring),
     ));
-    key_sync.sync().await;
+    let loaded = key_sync.sync().await;
+    tracing::info!(domains = loaded, "DKIM keys loaded");
     let control = crate::control::Control::start(&config, handles, Arc::clone(&key_sync))?;
     // One set of metrics for SMTP, delivery and the API's /metrics.
     let metrics = Arc::new(smtpy::core::metrics::Metrics::new());
