@@ -389,7 +389,7 @@ fn expected_origin(config: &HttpConfig, headers: &HeaderMap) -> Option<String> {
 }
 
 /// The CSRF check of a cookie-authenticated unsafe request.
-fn check_csrf(config: &HttpConfig, headers: &HeaderMap, token: &str) -> ApiResult<()> {
+pub(crate) fn check_csrf(config: &HttpConfig, headers: &HeaderMap, token: &str) -> ApiResult<()> {
     let csrf = |d: &str| Problem::new(ProblemType::Csrf, d.to_owned());
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or("");

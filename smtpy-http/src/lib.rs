@@ -33,6 +33,9 @@ pub mod problem;
 mod routes;
 mod security;
 pub mod state;
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -153,8 +156,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().1
 }
 
-async fn not_found() -> Problem {
-    Problem::not_found("resource")
+async fn not_found(uri: axum::http::Uri) -> Response {
+    #[cfg(feature = "web")]
+    if web::is_web_path(uri.path()) {
+        return web::render::with_page_headers(
+            web::render::error_response(&Problem::not_found("page"), None),
+            false,
+        );
+    }
+    let _ = uri;
+    Problem::not_found("resource").into_response()
 }
 
 async fn method_not_allowed() -> Problem {
@@ -165,12 +176,13 @@ async fn method_not_allowed() -> Problem {
 }
 
 /// The whole HTTP surface: `/api/v1/…`, `/api/v1/openapi.json`, `/healthz`,
-/// `/readyz`, `/metrics`, with security headers, the body limit and CORS
-/// (closed by default) applied.
+/// `/readyz`, `/metrics`, and with the `web` feature the web interface
+/// ([`web`]), with security headers, the body limit and CORS (closed by
+/// default) applied.
 pub fn router(state: ApiState) -> Router {
     let (api, doc) = api();
     let doc = Arc::new(doc.to_pretty_json().unwrap_or_default());
-    let mut router = Router::new()
+    let router = Router::new()
         .merge(api)
         .route(
             "/api/v1/openapi.json",
@@ -186,7 +198,15 @@ pub fn router(state: ApiState) -> Router {
                 }
             }),
         )
-        .merge(ops::routes())
+        .merge(ops::routes());
+    #[cfg(feature = "web")]
+    let router = router
+        .merge(web::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::layer,
+        ));
+    let mut router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().body_limit))

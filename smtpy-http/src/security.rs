@@ -66,7 +66,9 @@ pub(crate) async fn headers(
             "max-age=31536000; includeSubDomains",
         );
     }
-    if authenticated || api {
+    // Pages set their own (static assets may be cached); everything else
+    // that is personal or from the API is never stored.
+    if api || (authenticated && !h.contains_key(header::CACHE_CONTROL)) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     let status = resp.status().as_u16().to_string();

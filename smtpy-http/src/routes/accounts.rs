@@ -215,7 +215,7 @@ fn bad_credentials() -> Problem {
     request_body = LoginRequest,
     responses((status = 200, description = "Logged in; the session cookie is set", body = LoginView))
 )]
-async fn login(
+pub(crate) async fn login(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -355,7 +355,10 @@ fn session_of(principal: &Principal) -> ApiResult<(&SecretHash, &str)> {
     tag = "auth",
     responses((status = 204, description = "Logged out"))
 )]
-async fn logout(State(state): State<ApiState>, principal: Principal) -> ApiResult<Response> {
+pub(crate) async fn logout(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Response> {
     let (hash, _) = session_of(&principal)?;
     state.store().delete_session(hash).await?;
     audit::record(

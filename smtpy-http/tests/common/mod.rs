@@ -2,6 +2,9 @@
 //! real HTTP, a memory store, a manual clock and a recording outbox.
 #![allow(dead_code)]
 
+#[cfg(feature = "web")]
+pub mod web;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
