@@ -165,6 +165,7 @@ async fn pages_send_a_strict_policy_and_are_not_stored() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(login.header("cache-control"), "no-store");
     assert_eq!(login.header("x-frame-options"), "DENY");
+    assert_eq!(login.header("referrer-policy"), "same-origin");
     // No inline script or style in the markup itself.
     assert!(!login.html.contains("<script>"));
     assert!(!login.html.contains("style="));

@@ -660,3 +660,110 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         data = data.get(size + 2..)?;
     }
 }
+
+/// Decodes quoted-printable soft line breaks and `=XX` escapes.
+pub fn unqp(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The confirmation code of the verification mail.
+pub fn verification_code(data: &str) -> String {
+    let text = unqp(data);
+    let at = text
+        .find("confirmation code: ")
+        .unwrap_or_else(|| panic!("no confirmation code in {text}"));
+    text[at + "confirmation code: ".len()..]
+        .split_whitespace()
+        .next()
+        .expect("a code")
+        .trim_end_matches('.')
+        .to_owned()
+}
+
+/// A TXT value as published: zone-file quoted strings (`"v=DKIM1; " "p=…"`)
+/// are joined; an unquoted value is taken as it is.
+pub fn unquote_txt(value: &str) -> String {
+    if !value.trim_start().starts_with('"') {
+        return value.to_owned();
+    }
+    value
+        .split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The records file publishing `records` (`{name, type, value}`): TXT and
+/// MX; others (CNAME) cannot be served by the file and are skipped.
+pub fn dns_file(records: &[Value]) -> String {
+    let mut txt: Vec<(String, String)> = Vec::new();
+    let mut mx: Vec<(String, String)> = Vec::new();
+    for r in records {
+        let name = r["name"]
+            .as_str()
+            .expect("record name")
+            .trim_end_matches('.')
+            .to_owned();
+        let value = r["value"].as_str().expect("record value").to_owned();
+        match r["type"].as_str().map(str::to_ascii_uppercase).as_deref() {
+            Some("TXT") => txt.push((name, unquote_txt(&value))),
+            Some("MX") => {
+                let value = value.trim_end_matches('.').to_owned();
+                let value = if value.starts_with(|c: char| c.is_ascii_digit()) {
+                    value
+                } else {
+                    let priority = r["priority"].as_u64().unwrap_or(10);
+                    format!("{priority} {value}")
+                };
+                mx.push((name, value));
+            }
+            _ => {}
+        }
+    }
+    let table = |entries: &[(String, String)]| {
+        let mut names: Vec<&String> = entries.iter().map(|(n, _)| n).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| {
+                let values: Vec<String> = entries
+                    .iter()
+                    .filter(|(k, _)| k == n)
+                    .map(|(_, v)| Value::String(v.clone()).to_string())
+                    .collect();
+                format!("{} = [{}]\n", Value::String(n.clone()), values.join(", "))
+            })
+            .collect::<String>()
+    };
+    format!("[txt]\n{}[ip]\n[mx]\n{}", table(&txt), table(&mx))
+}
+
+/// Polls `check` until it returns `Some` (30 s).
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < until, "{what}: not after {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -366,6 +366,13 @@ pub(crate) fn with_page_headers(mut resp: Response, static_asset: bool) -> Respo
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(WEB_CSP),
     );
+    // Not `no-referrer`: under it browsers send `Origin: null` with every
+    // form post, and the same-origin check could not tell our own forms
+    // from another site's. `same-origin` still sends nothing to other sites.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     if !static_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
