@@ -144,6 +144,7 @@ struct RawSecrets {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     enabled: Option<bool>,
+    web: Option<bool>,
     listen: Option<String>,
     public_url: Option<String>,
     tls: Option<bool>,
@@ -508,6 +509,8 @@ pub struct Config {
 pub struct HttpSettings {
     /// `enabled` (default true).
     pub enabled: bool,
+    /// `web`: serve the web interface beside the API (default true).
+    pub web: bool,
     /// `listen` (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
     /// `public_url`: how people reach the API (no trailing slash).
@@ -637,6 +640,7 @@ fn http_settings(raw: RawHttp, env_token: Option<String>) -> Result<HttpSettings
     }
     Ok(HttpSettings {
         enabled: raw.enabled.unwrap_or(true),
+        web: raw.web.unwrap_or(true),
         listen,
         public_url,
         tls: raw.tls.unwrap_or(false),
@@ -982,6 +986,7 @@ impl Config {
             "http",
             vec![
                 ("enabled", V::Boolean(h.enabled)),
+                ("web", V::Boolean(h.web)),
                 ("listen", s(h.listen)),
                 ("public_url", opt(&h.public_url)),
                 ("tls", V::Boolean(h.tls)),

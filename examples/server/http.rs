@@ -99,6 +99,7 @@ pub fn http_config(config: &Config, token_key: Vec<u8>) -> HttpConfig {
     c.public_url.clone_from(&h.public_url);
     c.tls = h.tls;
     c.open_registration = h.open_registration;
+    c.web = h.web;
     c.cors_origins.clone_from(&h.cors_origins);
     c.trusted_proxies.clone_from(&h.trusted_proxies);
     c.mail_hostname.clone_from(&config.hostname);

@@ -125,6 +125,10 @@ pub struct HttpConfig {
     pub dkim_algorithms: Vec<DkimAlgorithm>,
     /// How customer domains publish DKIM keys (default: directly).
     pub dkim_mode: PublishMode,
+    /// With the `web` feature: serve the web interface (`/login`, `/app/…`,
+    /// `/admin/…`) beside the API (default true). `false` leaves the API
+    /// alone on the listener.
+    pub web: bool,
 }
 
 impl Default for HttpConfig {
@@ -153,6 +157,7 @@ impl Default for HttpConfig {
             token_key: None,
             dkim_algorithms: vec![DkimAlgorithm::Rsa2048, DkimAlgorithm::Ed25519],
             dkim_mode: PublishMode::Direct,
+            web: true,
         }
     }
 }

@@ -200,12 +200,16 @@ pub fn router(state: ApiState) -> Router {
         )
         .merge(ops::routes());
     #[cfg(feature = "web")]
-    let router = router
-        .merge(web::routes())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            web::layer,
-        ));
+    let router = if state.config().web {
+        router
+            .merge(web::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                web::layer,
+            ))
+    } else {
+        router
+    };
     let mut router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -193,3 +193,16 @@ async fn pages_send_a_strict_policy_and_are_not_stored() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn the_interface_can_be_switched_off() {
+    let mut config = common::test_config();
+    config.web = false;
+    let app = TestApp::start_with(config, |s| s).await;
+    let web = WebClient::new(&app);
+    assert_eq!(web.get("/login").await.status, 404);
+    assert_eq!(web.get("/static/app.js").await.status, 404);
+    // The API is still there.
+    let r = reqwest::get(app.url("/healthz")).await.expect("GET");
+    assert_eq!(r.status(), 200);
+}
