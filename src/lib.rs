@@ -16,6 +16,7 @@
 //! | `sql` | [`sql`]: SQLite and PostgreSQL store | no |
 //! | `smtp` | [`smtp`]: SMTP front end and delivery | no |
 //! | `http` | [`http`]: HTTP API | no |
+//! | `web` | the web interface in [`http`] (implies `http`) | no |
 //!
 //! ```no_run
 //! # #[cfg(feature = "redb")]
