@@ -206,3 +206,38 @@ async fn the_interface_can_be_switched_off() {
     let r = reqwest::get(app.url("/healthz")).await.expect("GET");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn hostile_form_bodies_get_clear_errors() {
+    let app = TestApp::start().await;
+    app.user("ann@example.com").await;
+    let web = WebClient::new(&app);
+    web.get("/login").await;
+    let token = web.csrf.lock().expect("csrf").clone().expect("token");
+
+    // Larger than the body limit: 413, not a hang or a crash.
+    let big = "x".repeat(2 * 1024 * 1024);
+    let r = web
+        .post_raw("/login", &[("_csrf", &token), ("email", &big)], &[])
+        .await;
+    assert_eq!(r.status, 413, "{}", r.status);
+
+    // A body that is not a form: refused (no token can be found in it).
+    let client = reqwest::Client::new();
+    let r = client
+        .post(app.url("/login"))
+        .header("content-type", "application/json")
+        .body("{\"email\":\"a\"}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 403);
+
+    // The right token with a malformed field set: a 400 page, no session.
+    let r = web
+        .post_raw("/login", &[("_csrf", &token), ("email", "only")], &[])
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    r.assert_contains("the form could not be read");
+    assert!(!r.header("set-cookie").contains("smtpy_session="));
+}

@@ -286,6 +286,27 @@ mod tests {
         assert!(multipart_parts("multipart/form-data; boundary=Q", body).is_empty());
     }
 
+    proptest::proptest! {
+        /// Hostile bodies never panic the parser, and every part it returns
+        /// lies within the body.
+        #[test]
+        fn multipart_survives_any_body(body in proptest::collection::vec(proptest::num::u8::ANY, 0..600), boundary in "[A-Za-z0-9]{1,12}") {
+            let mut framed = format!("--{boundary}\r\n").into_bytes();
+            framed.extend_from_slice(&body);
+            for input in [&body, &framed] {
+                let parts = multipart_parts(&format!("multipart/form-data; boundary={boundary}"), input);
+                for p in parts {
+                    proptest::prop_assert!(p.data.len() <= input.len());
+                }
+            }
+        }
+
+        #[test]
+        fn form_pairs_survive_any_body(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = form_pairs(&body);
+        }
+    }
+
     #[test]
     fn form_pairs_keep_repeats() {
         let pairs = FormPairs(form_pairs(b"_csrf=t&ids=a&ids=b&q=x+y%21"));
