@@ -12,7 +12,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -31,19 +31,23 @@ use super::render::{
 const RESET_SENT: &str = "If an account has this address, a mail with a link to choose a new password is on its way. The link works once and expires soon.";
 
 /// Renders a public page whose forms carry the pre-session token: `build`
-/// gets the token; the cookie is set when the browser had none.
+/// gets the token; the cookie is set when the browser had none. (A failure
+/// to draw a token is the error page.)
 fn public_page<T: Template>(
     state: &ApiState,
     headers: &HeaderMap,
     status: StatusCode,
     build: impl FnOnce(String) -> T,
-) -> Result<Response, WebError> {
-    let (token, set) = presession(state.config(), headers)?;
+) -> Response {
+    let (token, set) = match presession(state.config(), headers) {
+        Ok(t) => t,
+        Err(problem) => return WebError::from(problem).into_response(),
+    };
     let mut resp = page_with_status(status, &build(token));
     if let Some(set) = set {
         resp.headers_mut().append(header::SET_COOKIE, set);
     }
-    Ok(resp)
+    resp
 }
 
 fn incoming(flash: Option<axum::Extension<IncomingFlash>>) -> Option<Flash> {
@@ -71,7 +75,7 @@ async fn register_show(
     State(state): State<ApiState>,
     headers: HeaderMap,
     flash: Option<axum::Extension<IncomingFlash>>,
-) -> Result<Response, WebError> {
+) -> Response {
     let flash = incoming(flash);
     public_page(&state, &headers, StatusCode::OK, |csrf| RegisterPage {
         chrome: Chrome::public("Create an account", csrf, flash),
@@ -109,7 +113,9 @@ async fn register_submit(
             "/login",
             Flash::ok("Your account is ready: sign in with your address and password."),
         )),
-        Err(problem) => register_failed(&state, &headers, &problem, form.email, invitation),
+        Err(problem) => Ok(register_failed(
+            &state, &headers, &problem, form.email, invitation,
+        )),
     }
 }
 
@@ -119,7 +125,7 @@ fn register_failed(
     problem: &Problem,
     email: String,
     invitation: Option<String>,
-) -> Result<Response, WebError> {
+) -> Response {
     public_page(state, headers, problem.kind.status(), |csrf| RegisterPage {
         chrome: Chrome::public("Create an account", csrf, None),
         email,
@@ -142,7 +148,7 @@ async fn reset_show(
     State(state): State<ApiState>,
     headers: HeaderMap,
     flash: Option<axum::Extension<IncomingFlash>>,
-) -> Result<Response, WebError> {
+) -> Response {
     let flash = incoming(flash);
     public_page(&state, &headers, StatusCode::OK, |csrf| ResetRequestPage {
         chrome: Chrome::public("Reset your password", csrf, flash),
@@ -168,13 +174,16 @@ async fn reset_submit(
     };
     match accounts::reset_request(State(state.clone()), ip, ApiJson(request)).await {
         Ok(_) => Ok(redirect_with("/reset-password", Flash::ok(RESET_SENT))),
-        Err(problem) => public_page(&state, &headers, problem.kind.status(), |csrf| {
-            ResetRequestPage {
+        Err(problem) => Ok(public_page(
+            &state,
+            &headers,
+            problem.kind.status(),
+            |csrf| ResetRequestPage {
                 chrome: Chrome::public("Reset your password", csrf, None),
                 email: form.email,
                 errors: FormErrors::of(&problem),
-            }
-        }),
+            },
+        )),
     }
 }
 
@@ -191,7 +200,7 @@ async fn confirm_show(
     State(state): State<ApiState>,
     headers: HeaderMap,
     flash: Option<axum::Extension<IncomingFlash>>,
-) -> Result<Response, WebError> {
+) -> Response {
     let flash = incoming(flash);
     public_page(&state, &headers, StatusCode::OK, |csrf| ResetConfirmPage {
         chrome: Chrome::public("Choose a new password", csrf, flash),
@@ -226,14 +235,17 @@ async fn confirm_submit(
                 "Your new password is set and every session of the account has ended: sign in with it.",
             ),
         )),
-        Err(problem) => public_page(&state, &headers, problem.kind.status(), |csrf| {
-            ResetConfirmPage {
+        Err(problem) => Ok(public_page(
+            &state,
+            &headers,
+            problem.kind.status(),
+            |csrf| ResetConfirmPage {
                 chrome: Chrome::public("Choose a new password", csrf, None),
                 token,
                 min_password: state.config().min_password_chars.max(1),
                 errors: FormErrors::of(&problem),
-            }
-        }),
+            },
+        )),
     }
 }
 
