@@ -121,7 +121,12 @@ async fn account_page(
     status: StatusCode,
     failed: Failed,
 ) -> Result<Response, WebError> {
-    let chrome = user.chrome("account", "Account");
+    let mut chrome = user.chrome("account", "Account");
+    if status != StatusCode::OK {
+        // A form shown again: the message of an earlier request is stale
+        // (and its cookie stays until a page succeeds).
+        chrome.flash = None;
+    }
     let axum::Json(list) = me::list_sessions(State(state.clone()), user.principal.clone())
         .await
         .map_err(|p| WebError::within(p, chrome.clone()))?;
@@ -294,7 +299,10 @@ async fn totp_enable(
         Err(problem) => Ok(page_with_status(
             problem.kind.status(),
             &TotpPage {
-                chrome: user.chrome("account", "Set up a second factor"),
+                chrome: Chrome {
+                    flash: None,
+                    ..user.chrome("account", "Set up a second factor")
+                },
                 secret: form.secret,
                 otpauth_uri: form.otpauth_uri,
                 errors: FormErrors::of(&problem),
