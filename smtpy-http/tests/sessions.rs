@@ -396,3 +396,56 @@ async fn session_list_marks_the_current_one_and_others_can_be_ended() {
         .await
         .assert_problem(401, "unauthenticated");
 }
+
+#[tokio::test]
+async fn one_session_can_be_ended_by_its_id_and_only_by_its_owner() {
+    let app = TestApp::start().await;
+    let alice = app.user("alice@example.test").await;
+    app.user("bob@example.test").await;
+    let one = app.browser();
+    let two = app.browser_from("127.0.0.2".parse().expect("ip"));
+    let bobs = app.browser();
+    login(&one, "alice@example.test", PASSWORD)
+        .await
+        .expect(200);
+    login(&two, "alice@example.test", PASSWORD)
+        .await
+        .expect(200);
+    login(&bobs, "bob@example.test", PASSWORD).await.expect(200);
+    let items = one.get("/api/v1/me/sessions").await.expect(200)["items"]
+        .as_array()
+        .expect("items")
+        .clone();
+    let other = items
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("the other session");
+    let id = other["id"].as_str().expect("id").to_owned();
+    assert_eq!(id.len(), 32);
+    // Bob cannot end Alice's session, nor can anyone name an unknown one.
+    bobs.delete(&format!("/api/v1/me/sessions/{id}"))
+        .await
+        .assert_problem(404, "not-found");
+    one.delete("/api/v1/me/sessions/00000000000000000000000000000000")
+        .await
+        .assert_problem(404, "not-found");
+    two.get("/api/v1/me").await.expect(200);
+    // Alice ends it: that client is signed out, hers goes on.
+    let r = one.delete(&format!("/api/v1/me/sessions/{id}")).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    two.get("/api/v1/me")
+        .await
+        .assert_problem(401, "unauthenticated");
+    one.get("/api/v1/me").await.expect(200);
+    assert_eq!(
+        app.store
+            .list_sessions(alice.user.id)
+            .await
+            .expect("s")
+            .len(),
+        1
+    );
+    one.delete(&format!("/api/v1/me/sessions/{id}"))
+        .await
+        .assert_problem(404, "not-found");
+}

@@ -62,11 +62,12 @@ pub(crate) async fn send_reset_mail(state: &ApiState, user: &User) -> bool {
         tracing::error!("password reset requested but there is no token key");
         return false;
     };
-    let link = state
-        .config()
-        .public_url
-        .as_deref()
-        .map(|u| format!("{}/reset-password?token={token}", u.trim_end_matches('/')));
+    let link = state.config().public_url.as_deref().map(|u| {
+        format!(
+            "{}/reset-password/confirm#token={token}",
+            u.trim_end_matches('/')
+        )
+    });
     let notice = Notification::password_reset(user.email.clone(), &token, link.as_deref(), expires);
     match outbox.send(user.id, notice).await {
         Ok(()) => true,
@@ -102,7 +103,7 @@ pub(crate) struct RegisterRequest {
     request_body = RegisterRequest,
     responses((status = 201, description = "The new account", body = UserView))
 )]
-async fn register(
+pub(crate) async fn register(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RegisterRequest>,
@@ -490,7 +491,7 @@ pub(crate) struct ChangePassword {
     request_body = ChangePassword,
     responses((status = 204, description = "Changed"))
 )]
-async fn change_password(
+pub(crate) async fn change_password(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<ChangePassword>,
@@ -570,7 +571,7 @@ pub(crate) struct ResetRequest {
     request_body = ResetRequest,
     responses((status = 202, description = "If the account exists, a mail is on its way"))
 )]
-async fn reset_request(
+pub(crate) async fn reset_request(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResetRequest>,
@@ -627,7 +628,7 @@ pub(crate) struct ResetConfirm {
     request_body = ResetConfirm,
     responses((status = 204, description = "The password is set"))
 )]
-async fn reset_confirm(
+pub(crate) async fn reset_confirm(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<ResetConfirm>,

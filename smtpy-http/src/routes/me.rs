@@ -2,17 +2,18 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use smtpy_core::model::{
-    ApiScope, DmarcQuarantineAction, DmarcRejectAction, Role, User, UserSettings,
+    ApiScope, DmarcQuarantineAction, DmarcRejectAction, Role, SecretHash, User, UserSettings,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit::{self, Audit};
-use crate::auth::{Principal, Via};
-use crate::problem::{ApiJson, ApiResult, Problem, check_len};
+use crate::auth::{Principal, Via, ct_eq};
+use crate::problem::{ApiJson, ApiPath, ApiResult, Problem, check_len};
 use crate::routes::accounts::end_sessions;
 use crate::state::ApiState;
 
@@ -187,7 +188,7 @@ fn one_line(field: &str, v: &str) -> ApiResult<()> {
     request_body = SettingsPatch,
     responses((status = 200, description = "The updated account", body = UserView))
 )]
-async fn patch_me(
+pub(crate) async fn patch_me(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<SettingsPatch>,
@@ -248,6 +249,9 @@ async fn patch_me(
 /// One signed-in session of the caller.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SessionItem {
+    /// A reference to the session for `DELETE /me/sessions/{id}` (derived
+    /// from the session's hash; neither the cookie nor its hash).
+    pub id: String,
     /// The session making this request.
     pub current: bool,
     /// Login time (Unix milliseconds).
@@ -269,6 +273,20 @@ pub(crate) struct SessionList {
     pub items: Vec<SessionItem>,
 }
 
+/// The public reference of a session: 128 bits of a SHA-256 over a label
+/// and the session's hash, as hex. It names the session in
+/// `DELETE /me/sessions/{id}` without showing the hash the store keys it
+/// by, let alone the cookie.
+pub(crate) fn session_ref(hash: &SecretHash) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"smtpy session reference\0");
+    ctx.update(hash.as_bytes());
+    ctx.finish().as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The caller's live sessions, the current one marked.
 #[utoipa::path(
     get,
@@ -276,7 +294,7 @@ pub(crate) struct SessionList {
     tag = "account",
     responses((status = 200, description = "Live sessions", body = SessionList))
 )]
-async fn list_sessions(
+pub(crate) async fn list_sessions(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult<Json<SessionList>> {
@@ -294,6 +312,7 @@ async fn list_sessions(
         .into_iter()
         .filter(|s| s.expires_at > now && now.duration_since(s.last_seen_at) < idle)
         .map(|s| SessionItem {
+            id: session_ref(&s.id_hash),
             current: current.is_some_and(|c| c == s.id_hash),
             created_at: s.created_at.as_unix_millis(),
             last_seen_at: s.last_seen_at.as_unix_millis(),
@@ -319,7 +338,7 @@ pub(crate) struct Ended {
     tag = "account",
     responses((status = 200, description = "Other sessions ended", body = Ended))
 )]
-async fn delete_sessions(
+pub(crate) async fn delete_sessions(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult<Json<Ended>> {
@@ -339,9 +358,46 @@ async fn delete_sessions(
     Ok(Json(Ended { ended }))
 }
 
+/// Ends one of the caller's sessions (another account's, or an unknown
+/// reference, is a 404). Ending the current session signs this client out.
+#[utoipa::path(
+    delete,
+    path = "/me/sessions/{id}",
+    tag = "account",
+    params(("id" = String, Path, description = "The session's `id` from `GET /me/sessions`")),
+    responses((status = 204, description = "The session ended"))
+)]
+pub(crate) async fn delete_session(
+    State(state): State<ApiState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    principal.require(ApiScope::AccountWrite)?;
+    check_len("id", &id, 1, 64)?;
+    let found = state
+        .store()
+        .list_sessions(principal.id())
+        .await?
+        .into_iter()
+        .find(|s| ct_eq(session_ref(&s.id_hash).as_bytes(), id.as_bytes()))
+        .ok_or_else(|| Problem::not_found("session"))?;
+    state.store().delete_session(&found.id_hash).await?;
+    let current =
+        matches!(&principal.via, Via::Session { id_hash, .. } if *id_hash == found.id_hash);
+    audit::record(
+        &state,
+        Audit::by(&principal, "session.revoke")
+            .target(principal.id())
+            .detail("current", current),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The routes of this module.
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(get_me, patch_me))
         .routes(routes!(list_sessions, delete_sessions))
+        .routes(routes!(delete_session))
 }

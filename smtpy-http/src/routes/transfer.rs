@@ -302,7 +302,10 @@ where
     tag = "account",
     responses((status = 200, description = "All of the caller's data", body = ExportDoc))
 )]
-async fn export(State(state): State<ApiState>, principal: Principal) -> ApiResult<Json<ExportDoc>> {
+pub(crate) async fn export(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Json<ExportDoc>> {
     principal.require(ApiScope::AccountRead)?;
     let store = state.store();
     let me = principal.id();
@@ -1056,7 +1059,7 @@ impl Importer<'_> {
     request_body = ExportDoc,
     responses((status = 200, description = "What was created, found or refused", body = ImportReport))
 )]
-async fn import(
+pub(crate) async fn import(
     State(state): State<ApiState>,
     principal: Principal,
     ImportJson(doc): ImportJson<ExportDoc>,

@@ -192,7 +192,10 @@ pub(crate) struct TotpSetup {
     tag = "account",
     responses((status = 200, description = "A new secret", body = TotpSetup))
 )]
-async fn setup(State(state): State<ApiState>, principal: Principal) -> ApiResult<Json<TotpSetup>> {
+pub(crate) async fn setup(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult<Json<TotpSetup>> {
     principal.require(ApiScope::AccountWrite)?;
     let mut raw = vec![0u8; SECRET_BYTES];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
@@ -229,7 +232,7 @@ pub(crate) struct EnableTotp {
     request_body = EnableTotp,
     responses((status = 204, description = "Enabled: logins now need a code"))
 )]
-async fn enable(
+pub(crate) async fn enable(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<EnableTotp>,
@@ -293,7 +296,7 @@ pub(crate) struct DisableTotp {
     request_body = DisableTotp,
     responses((status = 204, description = "Disabled"))
 )]
-async fn disable(
+pub(crate) async fn disable(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<DisableTotp>,
