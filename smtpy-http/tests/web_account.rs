@@ -676,6 +676,17 @@ async fn export_downloads_json_and_import_reports_what_it_did() {
         .await;
     assert_eq!(empty.status, 422);
     empty.assert_contains("choose an export file or paste a document");
+    // An import larger than the general body limit (1 MiB) is read under
+    // the import limit: it gets as far as parsing, not a 413.
+    bobs.get("/app/account").await;
+    let padded = format!(
+        "{{\"not\": \"an export\", \"pad\": \"{}\"}}",
+        "x".repeat(1_500_000)
+    );
+    let big = bobs
+        .post("/app/account/import", &[("document", &padded)])
+        .await;
+    assert_eq!(big.status, 422, "{}", big.status);
 }
 
 #[tokio::test]

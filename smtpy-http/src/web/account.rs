@@ -5,7 +5,6 @@
 
 use askama::Template;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -433,8 +432,19 @@ async fn import(
     State(state): State<ApiState>,
     user: WebUser,
     headers: HeaderMap,
-    body: Bytes,
+    req: axum::extract::Request,
 ) -> Result<Response, WebError> {
+    // The API's import limit, not the general body limit (the CSRF guard
+    // read the body with the same limit).
+    let limit = state.config().import_body_limit;
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                crate::problem::ProblemType::TooLarge,
+                format!("the import is larger than {limit} bytes"),
+            )
+        })?;
     let document = import_document(&headers, &body);
     let text_of = |d: &Option<Vec<u8>>| {
         d.as_deref()

@@ -20,6 +20,9 @@ use crate::config::HttpConfig;
 use crate::problem::{Problem, ProblemType};
 use crate::state::ApiState;
 
+/// The page that takes a whole account export as a form.
+pub(crate) const IMPORT_PATH: &str = "/app/account/import";
+
 /// The form field carrying the token.
 pub(crate) const FIELD: &str = "_csrf";
 
@@ -62,17 +65,18 @@ fn refused(detail: &str) -> Problem {
 /// body (up to the configured body limit) and hands the request on.
 pub(crate) async fn guard(state: &ApiState, req: Request) -> Result<Request, Problem> {
     let (mut parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, state.config().body_limit)
-        .await
-        .map_err(|_| {
-            Problem::new(
-                ProblemType::TooLarge,
-                format!(
-                    "the form is larger than {} bytes",
-                    state.config().body_limit
-                ),
-            )
-        })?;
+    // The import form carries a whole account export: the API's import limit.
+    let limit = if parts.uri.path() == IMPORT_PATH {
+        state.config().import_body_limit
+    } else {
+        state.config().body_limit
+    };
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Problem::new(
+            ProblemType::TooLarge,
+            format!("the form is larger than {limit} bytes"),
+        )
+    })?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)

@@ -262,34 +262,28 @@ struct ErrorPage {
 /// An error shown as a page. Handlers return `Result<Response, WebError>`;
 /// `?` on a [`Problem`] turns it into this. An authentication problem
 /// becomes a redirect to the sign-in page.
+/// (Boxed: handlers return it in the error arm of every `Result`, which
+/// stays small.)
 #[derive(Debug)]
-pub(crate) struct WebError {
-    problem: Problem,
-    chrome: Option<Chrome>,
-}
+pub(crate) struct WebError(Box<(Problem, Option<Chrome>)>);
 
 impl WebError {
     /// Shows `problem` inside the signed-in layout of `chrome`.
     pub(crate) fn within(problem: Problem, chrome: Chrome) -> WebError {
-        WebError {
-            problem,
-            chrome: Some(chrome),
-        }
+        WebError(Box::new((problem, Some(chrome))))
     }
 }
 
 impl From<Problem> for WebError {
     fn from(problem: Problem) -> WebError {
-        WebError {
-            problem,
-            chrome: None,
-        }
+        WebError(Box::new((problem, None)))
     }
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        error_response(&self.problem, self.chrome)
+        let (problem, chrome) = *self.0;
+        error_response(&problem, chrome)
     }
 }
 
