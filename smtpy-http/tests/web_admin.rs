@@ -12,11 +12,13 @@ use common::web::WebClient;
 use smtpy_core::address::EmailAddress;
 use smtpy_core::ids::MessageId;
 use smtpy_core::memory::MemoryStore;
-use smtpy_core::metrics::{DELIVERIES, MESSAGES_ACCEPTED, MESSAGES_REJECTED};
+use smtpy_core::metrics::{DELIVERIES, JOB_LAST_SUCCESS, MESSAGES_ACCEPTED, MESSAGES_REJECTED};
 use smtpy_core::model::{
     MessageKind, QueuedMessage, QueuedRecipient, RemoteReply, SecretHash, UserStatus,
 };
-use smtpy_core::store::{CredentialStore, PageRequest, QueueStore, UserStore};
+use smtpy_core::store::{
+    ControlStore, CredentialStore, JobRun, PageRequest, QueueStore, UserStore,
+};
 use smtpy_core::time::{Clock, Timestamp};
 
 const PAGES: &[&str] = &[
@@ -49,7 +51,9 @@ async fn normal_users_get_a_403_page_on_every_admin_page_and_form() {
     }
     // Forms too: the flags stay as they are.
     web.get_follow("/app/aliases").await;
-    let r = web.post("/admin/features", &[("registration", "true")]).await;
+    let r = web
+        .post("/admin/features", &[("registration", "true")])
+        .await;
     assert_eq!(r.status, 403);
     assert!(!app.state.features().get().registration);
     let bob = app.user("bob@example.com").await;
@@ -170,7 +174,10 @@ async fn an_invitation_shows_its_token_once_with_a_fragment_link() {
         .await
         .expect("find")
         .expect("the invitation exists");
-    assert_eq!(inv.email.map(|e| e.to_string()).as_deref(), Some("new@example.com"));
+    assert_eq!(
+        inv.email.map(|e| e.to_string()).as_deref(),
+        Some("new@example.com")
+    );
     assert_eq!(inv.role, smtpy_core::model::Role::Admin);
 
     // Listed as open, the token never shown again.
@@ -212,6 +219,40 @@ async fn health_shows_the_checks_metrics_and_jobs() {
     r.assert_contains("<td class=\"num\">313</td>");
     r.assert_contains("<td class=\"num\">11</td>");
     r.assert_contains("No background job has run");
+
+    // A job that ran: its last outcome and the last success here.
+    let now = app.clock.now();
+    app.store
+        .acquire_job_lease(
+            "purge-events",
+            "node-7",
+            now,
+            now.saturating_add(Duration::from_secs(60)),
+        )
+        .await
+        .expect("lease");
+    app.store
+        .record_job_run(
+            "purge-events",
+            &JobRun {
+                at: now,
+                ok: false,
+                detail: "store timed out".into(),
+            },
+        )
+        .await
+        .expect("record");
+    m.set(
+        JOB_LAST_SUCCESS,
+        &[("job", "purge-events")],
+        1_700_000_000.0,
+    );
+    let r = web.get("/admin/health").await;
+    r.assert_contains("<td class=\"mono\">purge-events</td>");
+    r.assert_contains("node-7");
+    r.assert_contains(">failed</span>");
+    r.assert_contains("store timed out");
+    r.assert_contains("2023-11-14 22:13:20 UTC");
 }
 
 fn message(now: Timestamp, held: bool) -> QueuedMessage {
@@ -364,7 +405,9 @@ async fn the_feature_flags_form_sends_every_flag() {
     let page = web.get("/admin/features").await;
     assert_eq!(page.status, 200);
     page.assert_contains("<label class=\"inline\" for=\"flag-registration\">");
-    page.assert_contains("name=\"replies\" value=\"true\" aria-describedby=\"help-replies\" checked");
+    page.assert_contains(
+        "name=\"replies\" value=\"true\" aria-describedby=\"help-replies\" checked",
+    );
 
     // Registration checked, replies unchecked (absent), the rest checked.
     let done = web
@@ -384,7 +427,9 @@ async fn the_feature_flags_form_sends_every_flag() {
     assert!(!after.replies);
     assert!(after.send_from_alias);
     assert!(after.auto_create);
-    done.assert_contains("name=\"registration\" value=\"true\" aria-describedby=\"help-registration\" checked");
+    done.assert_contains(
+        "name=\"registration\" value=\"true\" aria-describedby=\"help-registration\" checked",
+    );
 
     let audit = web.get("/admin/audit?action=features.").await;
     audit.assert_contains("features.update");

@@ -149,9 +149,15 @@ mod tests {
 
     #[test]
     fn links_encode_their_values() {
-        assert_eq!(link("/admin/audit", &[("action", ""), ("cursor", "")]), "/admin/audit");
         assert_eq!(
-            link("/admin/audit", &[("action", "user.&x"), ("since", "2024-01-01")]),
+            link("/admin/audit", &[("action", ""), ("cursor", "")]),
+            "/admin/audit"
+        );
+        assert_eq!(
+            link(
+                "/admin/audit",
+                &[("action", "user.&x"), ("since", "2024-01-01")]
+            ),
             "/admin/audit?action=user.%26x&since=2024-01-01"
         );
         assert_eq!(number(3.0), "3");

@@ -230,13 +230,7 @@ async fn set_status(
     };
     let result = match path_id(id, "user") {
         Ok(id) => {
-            users::patch_user(
-                State(state),
-                admin.0.principal,
-                ApiPath(id),
-                ApiJson(patch),
-            )
-            .await
+            users::patch_user(State(state), admin.0.principal, ApiPath(id), ApiJson(patch)).await
         }
         Err(p) => Err(p),
     };
@@ -250,10 +244,7 @@ async fn set_status(
         ),
         Ok(user) => redirect_with(
             "/admin/users",
-            Flash::ok(format!(
-                "Enabled {}: they can sign in again.",
-                user.0.email
-            )),
+            Flash::ok(format!("Enabled {}: they can sign in again.", user.0.email)),
         ),
         Err(p) => redirect_with("/admin/users", Flash::error(problem_text(&p))),
     })
@@ -371,11 +362,9 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let result = match path_id(&id, "invitation") {
-        Ok(id) => {
-            users::delete_invitation(State(state), admin.0.principal, ApiPath(id))
-                .await
-                .map(|_| ())
-        }
+        Ok(id) => users::delete_invitation(State(state), admin.0.principal, ApiPath(id))
+            .await
+            .map(|_| ()),
         Err(p) => Err(p),
     };
     Ok(match result {
