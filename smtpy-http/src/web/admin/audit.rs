@@ -120,7 +120,7 @@ async fn list(
     let listed = match listed {
         Ok(l) => l.0,
         Err(p) => {
-            if p.errors.is_empty() && status_of(&p).is_server_error() {
+            if status_of(&p).is_server_error() {
                 return Err(WebError::within(p, chrome));
             }
             shown.errors = FormErrors::of(&p);
