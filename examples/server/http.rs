@@ -155,6 +155,15 @@ pub fn state(s: Shared<'_>) -> Result<ApiState, Failure> {
         .with_queue(Arc::clone(s.queue))
         .with_readiness(s.readiness)
         .with_features(s.features);
+    // The admin configuration page. `render` shows secrets by their source
+    // only and masks the store URL's password. The running configuration
+    // lives in the SIGHUP task, so this is the configuration as loaded at
+    // start-up: say so in the text.
+    let rendered = format!(
+        "# as loaded at start-up: a SIGHUP reload may since have changed [limits], [features], [log] level and the [tls] certificate\n{}",
+        config.render()
+    );
+    state = state.with_config_view(Arc::new(move || rendered.clone()));
     if let Some((limiter, limits)) = s.limits {
         // The same limiter: limits shared between instances stay shared.
         state = state.with_limits(limits).with_limiter(limiter);

@@ -35,9 +35,11 @@ async fn healthz() -> &'static str {
 
 /// One readiness check.
 #[derive(Debug, Serialize)]
-struct Check {
-    ok: bool,
-    detail: String,
+pub(crate) struct Check {
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, for people.
+    pub detail: String,
 }
 
 impl Check {
@@ -55,11 +57,22 @@ impl Check {
     }
 }
 
+/// The checks of `/readyz` (also shown on the admin health page).
 #[derive(Debug, Serialize)]
-struct Checks {
-    store: Check,
-    smtp: Check,
-    queue: Check,
+pub(crate) struct Checks {
+    /// The store answers.
+    pub store: Check,
+    /// The SMTP listener listens (when one is expected).
+    pub smtp: Check,
+    /// The queue backlog is under the threshold (when a queue is attached).
+    pub queue: Check,
+}
+
+impl Checks {
+    /// Whether every check passed.
+    pub(crate) fn ready(&self) -> bool {
+        self.store.ok && self.smtp.ok && self.queue.ok
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -68,16 +81,17 @@ struct ReadyBody {
     checks: Checks,
 }
 
-async fn queue_stats(state: &ApiState) -> Option<StoreResult<QueueStats>> {
+/// The attached queue's statistics, if a queue is attached.
+pub(crate) async fn queue_stats(state: &ApiState) -> Option<StoreResult<QueueStats>> {
     match state.queue() {
         Some(q) => Some(q.queue_stats().await),
         None => None,
     }
 }
 
-/// `/readyz`: store reachable, SMTP listening (when expected), queue backlog
-/// under the threshold.
-async fn readyz(State(state): State<ApiState>) -> Response {
+/// Runs the readiness checks: store reachable, SMTP listening (when
+/// expected), queue backlog under the threshold.
+pub(crate) async fn ready_checks(state: &ApiState) -> Checks {
     let store = match state.store().ping().await {
         Ok(()) => Check::ok("the store answers"),
         Err(e) => {
@@ -91,7 +105,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
         Some(false) => Check::failed("the SMTP listener is not accepting connections yet"),
     };
     let limit = state.config().ready_queue_backlog;
-    let queue = match queue_stats(&state).await {
+    let queue = match queue_stats(state).await {
         None => Check::ok("no mail queue attached"),
         Some(Ok(stats)) if stats.depth <= limit => Check::ok(format!(
             "{} messages queued (threshold {limit})",
@@ -106,10 +120,16 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             Check::failed("cannot read the queue")
         }
     };
-    let ready = store.ok && smtp.ok && queue.ok;
+    Checks { store, smtp, queue }
+}
+
+/// `/readyz`: the [`ready_checks`], `200` when all pass, `503` otherwise.
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let checks = ready_checks(&state).await;
+    let ready = checks.ready();
     let body = ReadyBody {
         status: if ready { "ready" } else { "not_ready" },
-        checks: Checks { store, smtp, queue },
+        checks,
     };
     let status = if ready {
         StatusCode::OK

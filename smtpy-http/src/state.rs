@@ -80,7 +80,12 @@ struct Inner {
     token_key: Arc<[u8]>,
     queue: Option<Arc<dyn QueueStore>>,
     features: Features,
+    config_view: Option<ConfigView>,
 }
+
+/// Renders the embedding service's effective configuration for the admin
+/// pages; see [`ApiState::with_config_view`].
+type ConfigView = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Everything the API needs, cheap to clone. Build with [`ApiState::new`]
 /// and the `with_*` methods.
@@ -145,6 +150,7 @@ impl ApiState {
                     registration: config.open_registration,
                     ..FeatureFlags::default()
                 }),
+                config_view: None,
                 config,
             }),
         }
@@ -170,6 +176,7 @@ impl ApiState {
                     token_key: old.token_key.clone(),
                     queue: old.queue.clone(),
                     features: old.features.clone(),
+                    config_view: old.config_view.clone(),
                 };
                 f(&mut inner);
                 self.inner = Arc::new(inner);
@@ -250,6 +257,23 @@ impl ApiState {
     #[must_use]
     pub fn with_features(self, features: Features) -> ApiState {
         self.edit(|i| i.features = features)
+    }
+
+    /// Shows the embedding service's effective configuration on the admin
+    /// configuration page: `view` is called each time the page is shown.
+    /// **The text must already have secrets redacted** (passwords, keys,
+    /// tokens); it is shown to administrators as is. Without it the page
+    /// says that the embedding service provides none.
+    #[must_use]
+    pub fn with_config_view(self, view: Arc<dyn Fn() -> String + Send + Sync>) -> ApiState {
+        self.edit(|i| i.config_view = Some(view))
+    }
+
+    /// The embedding service's effective configuration (secrets redacted),
+    /// if it provides one ([`with_config_view`](Self::with_config_view)).
+    #[must_use]
+    pub fn config_view(&self) -> Option<String> {
+        self.inner.config_view.as_ref().map(|view| view())
     }
 
     /// The feature flags handle.

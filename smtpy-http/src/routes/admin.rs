@@ -65,7 +65,7 @@ pub(crate) struct FeaturesPatch {
         (status = 403, description = "Not an administrator")
     )
 )]
-async fn get_features(
+pub(crate) async fn get_features(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult<Json<FeaturesView>> {
@@ -86,7 +86,7 @@ async fn get_features(
         (status = 403, description = "Not an administrator")
     )
 )]
-async fn patch_features(
+pub(crate) async fn patch_features(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(patch): ApiJson<serde_json::Value>,
@@ -160,7 +160,7 @@ impl From<JobState> for JobView {
         (status = 403, description = "Not an administrator")
     )
 )]
-async fn list_jobs(
+pub(crate) async fn list_jobs(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult<Json<Vec<JobView>>> {

@@ -131,7 +131,7 @@ async fn own_audit(
     params(PageQuery, AuditQuery),
     responses((status = 200, description = "One page of audit events", body = PageOf<AuditView>))
 )]
-async fn all_audit(
+pub(crate) async fn all_audit(
     State(state): State<ApiState>,
     principal: Principal,
     ApiQuery(page): ApiQuery<PageQuery>,

@@ -183,7 +183,7 @@ impl From<QueueStats> for QueueStatsView {
     params(PageQuery, QueueQuery),
     responses((status = 200, description = "One page of queued messages", body = PageOf<QueuedMessageView>))
 )]
-async fn list_queue(
+pub(crate) async fn list_queue(
     State(state): State<ApiState>,
     principal: Principal,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -211,7 +211,7 @@ async fn list_queue(
     tag = "admin",
     responses((status = 200, description = "Queue statistics", body = QueueStatsView))
 )]
-async fn queue_stats(
+pub(crate) async fn queue_stats(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult<Json<QueueStatsView>> {
@@ -227,7 +227,7 @@ async fn queue_stats(
     params(("id" = String, Path, description = "Message id")),
     responses((status = 200, description = "The message (no body)", body = QueuedMessageView))
 )]
-async fn get_queued(
+pub(crate) async fn get_queued(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<MessageId>,
@@ -254,7 +254,7 @@ pub(crate) struct DeleteQuery {
     params(("id" = String, Path, description = "Message id"), DeleteQuery),
     responses((status = 204, description = "Deleted"))
 )]
-async fn delete_queued(
+pub(crate) async fn delete_queued(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<MessageId>,
@@ -289,7 +289,7 @@ async fn delete_queued(
     params(("id" = String, Path, description = "Message id")),
     responses((status = 200, description = "The message", body = QueuedMessageView))
 )]
-async fn retry_queued(
+pub(crate) async fn retry_queued(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<MessageId>,
@@ -310,7 +310,7 @@ async fn retry_queued(
     params(("id" = String, Path, description = "Message id")),
     responses((status = 200, description = "The message", body = QueuedMessageView))
 )]
-async fn release_queued(
+pub(crate) async fn release_queued(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<MessageId>,

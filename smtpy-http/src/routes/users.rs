@@ -76,7 +76,7 @@ impl StatusName {
     params(PageQuery),
     responses((status = 200, description = "A page of users", body = PageOf<UserView>))
 )]
-async fn list_users(
+pub(crate) async fn list_users(
     State(state): State<ApiState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -110,7 +110,7 @@ pub(crate) struct CreateUser {
     request_body = CreateUser,
     responses((status = 201, description = "The new user", body = UserView))
 )]
-async fn create(
+pub(crate) async fn create(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateUser>,
@@ -158,7 +158,7 @@ async fn load(state: &ApiState, id: UserId) -> ApiResult<User> {
     params(("id" = String, Path, description = "User id")),
     responses((status = 200, description = "The user", body = UserView))
 )]
-async fn get_user(
+pub(crate) async fn get_user(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -208,7 +208,7 @@ pub(crate) struct UserPatch {
     request_body = UserPatch,
     responses((status = 200, description = "The updated user", body = UserView))
 )]
-async fn patch_user(
+pub(crate) async fn patch_user(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -373,7 +373,7 @@ pub(crate) struct CreateInvitation {
     request_body = CreateInvitation,
     responses((status = 201, description = "The invitation and its token (shown once)", body = CreatedInvitation))
 )]
-async fn create_invitation(
+pub(crate) async fn create_invitation(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateInvitation>,
@@ -424,7 +424,7 @@ async fn create_invitation(
     params(PageQuery),
     responses((status = 200, description = "A page of invitations", body = PageOf<InvitationView>))
 )]
-async fn list_invitations(
+pub(crate) async fn list_invitations(
     State(state): State<ApiState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -442,7 +442,7 @@ async fn list_invitations(
     params(("id" = String, Path, description = "Invitation id")),
     responses((status = 204, description = "Deleted"))
 )]
-async fn delete_invitation(
+pub(crate) async fn delete_invitation(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
