@@ -430,7 +430,8 @@ const POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A store URL without its password, for logs.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    // The password of the userinfo (`user:password@`).
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
             match creds.split_once(':') {
@@ -439,5 +440,47 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    // Query parameters that carry secrets (`?password=…`, `sslpassword=…`,
+    // `token=…`, …).
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _))
+                    if ["pass", "secret", "token", "key", "auth"]
+                        .iter()
+                        .any(|w| k.to_ascii_lowercase().contains(w)) =>
+                {
+                    format!("{k}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{base}{}", masked.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn store_urls_lose_their_secrets() {
+        assert_eq!(
+            redact("postgres://app:hunter2@db:5432/smtpy"),
+            "postgres://app:***@db:5432/smtpy"
+        );
+        assert_eq!(
+            redact("postgres://db/smtpy?user=app&password=hunter2&sslmode=require"),
+            "postgres://db/smtpy?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://db/x?sslpassword=p&auth_token=t"),
+            "postgres://db/x?sslpassword=***&auth_token=***"
+        );
+        assert_eq!(redact("redb://data/smtpy.redb"), "redb://data/smtpy.redb");
     }
 }
