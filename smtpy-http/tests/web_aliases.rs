@@ -362,6 +362,9 @@ async fn toggle_answers_a_redirect_or_json() {
         )
         .await;
     assert_eq!(r.status, 404);
+    let body: Value = serde_json::from_str(&r.html).expect("json");
+    assert_eq!(body["ok"], false);
+    assert_eq!(body["message"], "Not found: alias not found");
     assert!(stored(&w.app, tid).await.enabled);
 }
 
@@ -647,9 +650,42 @@ async fn the_alias_page_shows_the_chart_and_the_events() {
     blocked.owner = Some(w.ann.user.id);
     blocked.alias = Some(id);
     blocked.sender = Some("spam@junk.example".into());
+    // A rule of Ann's on this alias, and a message it blocked; Bob's rule
+    // never shows.
+    let rule = w
+        .ann
+        .post(
+            "/api/v1/rules",
+            json!({
+                "name": "no shop spam",
+                "alias_id": id.to_string(),
+                "conditions": [{"field": "from", "operator": "is", "value": "@spam.example"}],
+                "actions": [{"type": "block", "reply": "reject"}]
+            }),
+        )
+        .await
+        .expect(201)
+        .clone();
+    w.bob
+        .post(
+            "/api/v1/rules",
+            json!({
+                "name": "bobs own rule",
+                "conditions": [{"field": "from", "operator": "is", "value": "@x.example"}],
+                "actions": [{"type": "quarantine"}]
+            }),
+        )
+        .await
+        .expect(201);
+    let mut by_rule = DeliveryEvent::new(EventKind::Blocked, now).with(
+        "reason",
+        format!("rule {}", rule["id"].as_str().expect("rule id")),
+    );
+    by_rule.owner = Some(w.ann.user.id);
+    by_rule.alias = Some(id);
     w.app
         .store
-        .append_events(&[delivered, blocked])
+        .append_events(&[delivered, blocked, by_rule])
         .await
         .expect("events");
 
@@ -658,7 +694,7 @@ async fn the_alias_page_shows_the_chart_and_the_events() {
     page.assert_contains("<svg class=\"chart\"");
     page.assert_contains("role=\"img\"");
     page.assert_contains("aria-label=\"Mail per day from ");
-    page.assert_contains("3 forwarded or replied, 1 blocked");
+    page.assert_contains("3 forwarded or replied, 2 blocked");
     page.assert_contains("<rect class=\"bar-forwarded\"");
     page.assert_contains("<rect class=\"bar-blocked\"");
     page.assert_contains("<summary>Numbers</summary>");
@@ -670,6 +706,12 @@ async fn the_alias_page_shows_the_chart_and_the_events() {
     page.assert_contains("news@shop.example");
     page.assert_contains("Blocked: you blocked this sender");
     page.assert_contains("corr-blocked-2");
+    page.assert_contains("Blocked by your rule “no shop spam”");
+
+    // The rules section lists the rule, with the way to the rules editor.
+    page.assert_contains("<td>no shop spam</td>");
+    assert!(!page.html.contains("bobs own rule"));
+    page.assert_contains(&format!("href=\"/app/rules?alias={id}\""));
 }
 
 #[tokio::test]
@@ -703,6 +745,32 @@ async fn another_accounts_alias_is_a_404_page() {
     assert_eq!(r.status, 404);
     let row = stored(&w.app, id).await;
     assert!(row.note.is_none() && row.deleted_at.is_none());
+
+    // Bob's contacts too.
+    let contact = w
+        .bob
+        .post(
+            &format!("/api/v1/aliases/{id}/contacts"),
+            json!({"address": "friend@example.org"}),
+        )
+        .await
+        .expect(201)
+        .clone();
+    let cid = contact["id"].as_str().expect("contact id");
+    for action in ["block", "delete"] {
+        let r = w
+            .web
+            .post(&format!("/app/contacts/{cid}/{action}"), &[])
+            .await;
+        assert_eq!(r.status, 404, "{action}");
+    }
+    let row = w
+        .app
+        .store
+        .get_contact(Access::System, cid.parse().expect("id"))
+        .await
+        .expect("still there");
+    assert!(!row.blocked);
 }
 
 #[tokio::test]

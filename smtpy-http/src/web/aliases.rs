@@ -540,12 +540,18 @@ async fn toggle(
     WebForm(form): WebForm<BackForm>,
 ) -> Result<Response, WebError> {
     let back = back_to(form.back.as_deref());
-    let id = parse_alias_id(&id)?;
     let principal = user.principal.clone();
-    let current = api::get_alias(State(state.clone()), principal.clone(), ApiPath(id))
-        .await
-        .map_err(|p| WebError::within(p, user.chrome("aliases", "Alias")))?
-        .0;
+    let found = match parse_alias_id(&id) {
+        Ok(id) => api::get_alias(State(state.clone()), principal.clone(), ApiPath(id))
+            .await
+            .map(|j| (id, j.0)),
+        Err(p) => Err(p),
+    };
+    let (id, current) = match found {
+        Ok(f) => f,
+        Err(p) if wants_json(&headers) => return Ok(action_failed(&headers, &back, &p)),
+        Err(p) => return Err(WebError::within(p, user.chrome("aliases", "Alias"))),
+    };
     let change = UpdateAlias {
         enabled: Some(!current.enabled),
         revision: Some(current.revision),
