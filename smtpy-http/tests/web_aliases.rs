@@ -541,6 +541,47 @@ async fn the_alias_page_edits_the_settings() {
         .await;
     assert_eq!(r.status, 409);
     r.assert_contains("revision mismatch");
+
+    // An alias that expired (or got a limit the owner may not set) can
+    // still be edited: unchanged fields are not sent again.
+    let mut row = stored(&w.app, id).await;
+    row.expires_at = Some(smtpy_core::time::Timestamp::from_unix_millis(
+        w.app.clock.now().as_unix_millis() - 86_400_000,
+    ));
+    row.limits.messages_per_hour = Some(100_000);
+    let row = w
+        .app
+        .store
+        .update_alias(Access::System, &row)
+        .await
+        .expect("update");
+    let page = w.web.get(&format!("/app/aliases/{id}")).await;
+    page.assert_contains("<span class=\"badge error\">expired</span>");
+    let marker = "name=\"expires\" type=\"date\" value=\"";
+    let at = page.html.find(marker).expect("expiry input") + marker.len();
+    let shown = page.html[at..at + 10].to_owned();
+    let rev = row.revision.to_string();
+    let r = w
+        .web
+        .post(
+            &format!("/app/aliases/{id}"),
+            &[
+                ("revision", &rev),
+                ("enabled", "on"),
+                ("mailboxes", &m1),
+                ("mailboxes", &m2),
+                ("mode", "forward"),
+                ("messages_per_hour", "100000"),
+                ("expires", &shown),
+                ("note", "still editable"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let after = stored(&w.app, id).await;
+    assert_eq!(after.note.as_deref(), Some("still editable"));
+    assert_eq!(after.expires_at, row.expires_at);
+    assert_eq!(after.limits.messages_per_hour, Some(100_000));
 }
 
 #[tokio::test]

@@ -248,6 +248,9 @@ impl AliasPage {
     fn mode_is(&self, m: &str) -> bool {
         self.edit.mode == m
     }
+    fn current_mode(&self) -> &'static str {
+        mode_name(self.alias.mode)
+    }
 }
 
 /// The page's query: which new contact to show, and the cursors of the
