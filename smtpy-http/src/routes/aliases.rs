@@ -1,7 +1,7 @@
 //! `/api/v1/aliases`: create (custom or generated), list with filters,
 //! search and cursor pagination, read, update, soft delete, restore, bulk.
 
-mod bulk;
+pub(crate) mod bulk;
 pub(crate) mod generate;
 
 use axum::Json;
@@ -379,7 +379,7 @@ pub(crate) async fn resolve_mailboxes(
 
 /// The caller may put aliases on `d`: their own verified domain, or a
 /// shared one — never one an administrator disabled.
-fn usable(principal: &Principal, d: &Domain) -> bool {
+pub(crate) fn usable(principal: &Principal, d: &Domain) -> bool {
     !d.disabled && (d.shared || (d.owner == principal.id() && d.verified_at.is_some()))
 }
 
@@ -554,7 +554,7 @@ pub(crate) async fn spend_new_alias(state: &ApiState, principal: &Principal) -> 
     request_body = CreateAlias,
     responses((status = 201, description = "The new alias", body = AliasView))
 )]
-async fn create_alias(
+pub(crate) async fn create_alias(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateAlias>,
@@ -723,7 +723,7 @@ impl ExtraFilter {
     params(ListAliases),
     responses((status = 200, description = "One page of aliases", body = PageOf<AliasView>))
 )]
-async fn list_aliases(
+pub(crate) async fn list_aliases(
     State(state): State<ApiState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListAliases>,
@@ -822,7 +822,7 @@ async fn list_aliases(
     params(("id" = uuid::Uuid, Path, description = "Alias id")),
     responses((status = 200, description = "The alias", body = AliasView))
 )]
-async fn get_alias(
+pub(crate) async fn get_alias(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -844,7 +844,7 @@ async fn get_alias(
     request_body = UpdateAlias,
     responses((status = 200, description = "The changed alias", body = AliasView))
 )]
-async fn update_alias(
+pub(crate) async fn update_alias(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -922,7 +922,7 @@ async fn update_alias(
     params(("id" = uuid::Uuid, Path, description = "Alias id")),
     responses((status = 204, description = "Deleted (soft)"))
 )]
-async fn delete_alias(
+pub(crate) async fn delete_alias(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -945,7 +945,7 @@ async fn delete_alias(
     params(("id" = uuid::Uuid, Path, description = "Alias id")),
     responses((status = 200, description = "The restored alias", body = AliasView))
 )]
-async fn restore_alias(
+pub(crate) async fn restore_alias(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,

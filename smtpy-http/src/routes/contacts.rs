@@ -136,7 +136,7 @@ fn display_name(value: Option<String>) -> ApiResult<Option<String>> {
         (status = 403, description = "Sending new mail from aliases is disabled on this server (feature flag `send_from_alias`)")
     )
 )]
-async fn create_contact(
+pub(crate) async fn create_contact(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -222,7 +222,7 @@ async fn create_contact(
     params(("id" = uuid::Uuid, Path, description = "Alias id"), PageQuery),
     responses((status = 200, description = "One page of contacts", body = PageOf<ContactView>))
 )]
-async fn list_contacts(
+pub(crate) async fn list_contacts(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -257,7 +257,7 @@ async fn owned(
     params(("id" = uuid::Uuid, Path, description = "Contact id")),
     responses((status = 200, description = "The contact", body = ContactView))
 )]
-async fn get_contact(
+pub(crate) async fn get_contact(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -276,7 +276,7 @@ async fn get_contact(
     request_body = UpdateContact,
     responses((status = 200, description = "The changed contact", body = ContactView))
 )]
-async fn update_contact(
+pub(crate) async fn update_contact(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -332,7 +332,7 @@ async fn update_contact(
     params(("id" = uuid::Uuid, Path, description = "Contact id")),
     responses((status = 204, description = "Deleted"))
 )]
-async fn delete_contact(
+pub(crate) async fn delete_contact(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,

@@ -163,7 +163,7 @@ async fn list_events(
     params(("id" = String, Path, description = "Alias id"), PageQuery, EventQuery),
     responses((status = 200, description = "One page of events, newest first", body = PageOf<EventView>))
 )]
-async fn alias_events(
+pub(crate) async fn alias_events(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<AliasId>,

@@ -216,7 +216,7 @@ async fn user_stats(
     params(("id" = String, Path, description = "Alias id"), StatsQuery),
     responses((status = 200, description = "Daily series", body = StatsView))
 )]
-async fn alias_stats(
+pub(crate) async fn alias_stats(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<AliasId>,
