@@ -342,7 +342,11 @@ fn show_page(chrome: Chrome, detail: DomainDetail, mailboxes: Vec<MailboxView>) 
             "ok".to_owned(),
             "verification record found: the domain is yours".to_owned(),
         )
-    } else if d.checks.as_ref().is_some_and(|c| c.last_checked_at.is_some()) {
+    } else if d
+        .checks
+        .as_ref()
+        .is_some_and(|c| c.last_checked_at.is_some())
+    {
         (
             "missing".to_owned(),
             "the verification TXT record was not found at the last check".to_owned(),
@@ -380,10 +384,7 @@ fn show_page(chrome: Chrome, detail: DomainDetail, mailboxes: Vec<MailboxView>) 
             });
         }
     }
-    let last_checked = when_or(
-        d.checks.as_ref().and_then(|c| c.last_checked_at),
-        "never",
-    );
+    let last_checked = when_or(d.checks.as_ref().and_then(|c| c.last_checked_at), "never");
     ShowPage {
         chrome,
         records,

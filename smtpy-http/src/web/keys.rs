@@ -33,7 +33,10 @@ struct ScopeChoice {
 /// Every scope an account may choose (`admin` only for admins).
 fn choices(is_admin: bool, chosen: &[String]) -> Vec<ScopeChoice> {
     let mut all = vec![
-        ("aliases:read", "Read aliases, contacts, rules, stats and events"),
+        (
+            "aliases:read",
+            "Read aliases, contacts, rules, stats and events",
+        ),
         ("aliases:write", "Change aliases, contacts and rules"),
         ("domains:read", "Read domains and mailboxes"),
         ("domains:write", "Change domains and mailboxes"),
@@ -171,9 +174,10 @@ async fn create(
         let expires_at = if expires.is_empty() {
             None
         } else {
-            Some(parse_date(&expires).ok_or_else(|| {
-                Problem::invalid("expires_at", "not a date (YYYY-MM-DD)")
-            })?)
+            Some(
+                parse_date(&expires)
+                    .ok_or_else(|| Problem::invalid("expires_at", "not a date (YYYY-MM-DD)"))?,
+            )
         };
         let body = CreateKey {
             name: name.clone(),
@@ -220,7 +224,10 @@ async fn revoke(
             Flash::ok("API key revoked: programs using it are refused from now on."),
         )),
         Err(p) if p.kind == ProblemType::NotFound => Err(WebError::within(p, chrome)),
-        Err(p) => Ok(redirect_with("/app/api-keys", Flash::error(problem_text(&p)))),
+        Err(p) => Ok(redirect_with(
+            "/app/api-keys",
+            Flash::error(problem_text(&p)),
+        )),
     }
 }
 

@@ -121,14 +121,14 @@ async fn create(
 
 /// A one-button action's outcome: back to the list with a flash; someone
 /// else's (or a malformed) id is the 404 page.
-fn one_button(
-    chrome: Chrome,
-    outcome: Result<String, Problem>,
-) -> Result<Response, WebError> {
+fn one_button(chrome: Chrome, outcome: Result<String, Problem>) -> Result<Response, WebError> {
     match outcome {
         Ok(text) => Ok(redirect_with("/app/mailboxes", Flash::ok(text))),
         Err(p) if p.kind == ProblemType::NotFound => Err(WebError::within(p, chrome)),
-        Err(p) => Ok(redirect_with("/app/mailboxes", Flash::error(problem_text(&p)))),
+        Err(p) => Ok(redirect_with(
+            "/app/mailboxes",
+            Flash::error(problem_text(&p)),
+        )),
     }
 }
 
@@ -194,14 +194,7 @@ async fn verify(
     WebForm(form): WebForm<VerifyForm>,
 ) -> Result<Response, WebError> {
     let body = VerifyMailbox { token: form.token };
-    match api::verify_mailbox(
-        State(state),
-        Ok(user.principal.clone()),
-        ip,
-        ApiJson(body),
-    )
-    .await
-    {
+    match api::verify_mailbox(State(state), Ok(user.principal.clone()), ip, ApiJson(body)).await {
         Ok(m) => Ok(redirect_with(
             "/app/mailboxes",
             Flash::ok(format!(
