@@ -305,7 +305,8 @@ impl RuleForm {
                     field,
                     // A header name only counts for a header condition (the
                     // row keeps its input for the other fields too).
-                    header: (field == FieldDto::Header).then(|| header.to_owned()),
+                    header: (field == FieldDto::Header && !header.is_empty())
+                        .then(|| header.to_owned()),
                     operator,
                     value: c.value.clone(),
                 })
