@@ -304,6 +304,8 @@ async fn invalid_rules_show_the_api_message_next_to_the_form() {
         )
         .await;
     assert_eq!(r.status, 422, "{r:?}");
+    r.assert_contains("invalid regular expression");
+    r.assert_contains("unclosed group");
     r.assert_contains("value=\"(unclosed\"");
     assert!(
         app.store

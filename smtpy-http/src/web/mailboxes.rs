@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
@@ -121,14 +121,11 @@ async fn create(
 
 /// A one-button action's outcome: back to the list with a flash; someone
 /// else's (or a malformed) id is the 404 page.
-fn one_button(chrome: Chrome, outcome: Result<String, Problem>) -> Result<Response, WebError> {
+fn one_button(chrome: Chrome, outcome: Result<String, Problem>) -> Response {
     match outcome {
-        Ok(text) => Ok(redirect_with("/app/mailboxes", Flash::ok(text))),
-        Err(p) if p.kind == ProblemType::NotFound => Err(WebError::within(p, chrome)),
-        Err(p) => Ok(redirect_with(
-            "/app/mailboxes",
-            Flash::error(problem_text(&p)),
-        )),
+        Ok(text) => redirect_with("/app/mailboxes", Flash::ok(text)),
+        Err(p) if p.kind == ProblemType::NotFound => WebError::within(p, chrome).into_response(),
+        Err(p) => redirect_with("/app/mailboxes", Flash::error(problem_text(&p))),
     }
 }
 
@@ -149,7 +146,7 @@ async fn resend(
             }),
         Err(p) => Err(p),
     };
-    one_button(chrome, outcome)
+    Ok(one_button(chrome, outcome))
 }
 
 async fn delete(
@@ -164,7 +161,7 @@ async fn delete(
             .map(|_| "Mailbox deleted.".to_owned()),
         Err(p) => Err(p),
     };
-    one_button(chrome, outcome)
+    Ok(one_button(chrome, outcome))
 }
 
 #[derive(Template)]
