@@ -253,6 +253,72 @@ async fn create_edit_toggle_move_and_delete_rules() {
 }
 
 #[tokio::test]
+async fn a_rule_forwarding_to_two_mailboxes_survives_an_edit() {
+    let app = TestApp::start().await;
+    let ann = app.user("ann@example.com").await;
+    let fx = fixture(&app, &ann, "ann.example").await;
+    let mut other = Mailbox::new(
+        ann.user.id,
+        EmailAddress::parse("second@outside.test").expect("address"),
+        app.clock.now(),
+    );
+    other.verified_at = Some(app.clock.now());
+    app.store.create_mailbox(&other).await.expect("mailbox");
+    let web = WebClient::new(&app);
+    web.sign_in("ann@example.com").await;
+    web.get("/app/rules").await;
+    let (m1, m2) = (fx.mailbox.id.to_string(), other.id.to_string());
+    let page = web
+        .submit(
+            "/app/rules",
+            &rule_form(&[
+                ("name", "both"),
+                ("scope", "user"),
+                ("a_type", "forward_to"),
+                ("a_mailbox", &m1),
+                ("a_text", ""),
+                ("a_value", ""),
+                ("a_type", "forward_to"),
+                ("a_mailbox", &m2),
+                ("a_text", ""),
+                ("a_value", ""),
+            ]),
+        )
+        .await;
+    page.assert_contains("forward to inbox@real-ann.example, second@outside.test");
+    let rule = app.store.list_rules(ann.user.id).await.expect("r")[0].clone();
+    let both = vec![RuleAction::ForwardTo(vec![fx.mailbox.id, other.id])];
+    assert_eq!(rule.actions, both);
+
+    // The edit form shows one row per mailbox; saving it keeps both.
+    let edit = web.get(&format!("/app/rules/{}", rule.id)).await;
+    edit.assert_contains(&format!("<option value=\"{m1}\" selected>"));
+    edit.assert_contains(&format!("<option value=\"{m2}\" selected>"));
+    web.submit(
+        &format!("/app/rules/{}", rule.id),
+        &rule_form(&[
+            ("name", "both, renamed"),
+            ("a_type", "forward_to"),
+            ("a_mailbox", &m1),
+            ("a_text", ""),
+            ("a_value", ""),
+            ("a_type", "forward_to"),
+            ("a_mailbox", &m2),
+            ("a_text", ""),
+            ("a_value", ""),
+        ]),
+    )
+    .await;
+    let after = app
+        .store
+        .get_rule(Access::System, rule.id)
+        .await
+        .expect("r");
+    assert_eq!(after.name, "both, renamed");
+    assert_eq!(after.actions, both);
+}
+
+#[tokio::test]
 async fn invalid_rules_show_the_api_message_next_to_the_form() {
     let app = TestApp::start().await;
     let ann = app.user("ann@example.com").await;

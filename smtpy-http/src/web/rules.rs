@@ -201,39 +201,50 @@ impl RuleForm {
             actions: r
                 .actions
                 .iter()
-                .map(|a| match a {
-                    ActionDto::ForwardTo { mailboxes } => ActionRow {
-                        kind: "forward_to".to_owned(),
-                        mailbox: mailboxes.first().cloned().unwrap_or_default(),
-                        ..ActionRow::default()
-                    },
-                    ActionDto::Block { reply } => ActionRow {
+                .flat_map(|a| match a {
+                    // One row per mailbox; adjacent forward rows are one
+                    // action again when read back (see `wire_actions`).
+                    ActionDto::ForwardTo { mailboxes } if mailboxes.is_empty() => {
+                        vec![ActionRow {
+                            kind: "forward_to".to_owned(),
+                            ..ActionRow::default()
+                        }]
+                    }
+                    ActionDto::ForwardTo { mailboxes } => mailboxes
+                        .iter()
+                        .map(|m| ActionRow {
+                            kind: "forward_to".to_owned(),
+                            mailbox: m.clone(),
+                            ..ActionRow::default()
+                        })
+                        .collect::<Vec<_>>(),
+                    ActionDto::Block { reply } => vec![ActionRow {
                         kind: match reply {
                             BlockReplyDto::Reject => "block_reject",
                             BlockReplyDto::Silent => "block_silent",
                         }
                         .to_owned(),
                         ..ActionRow::default()
-                    },
-                    ActionDto::Quarantine => ActionRow {
+                    }],
+                    ActionDto::Quarantine => vec![ActionRow {
                         kind: "quarantine".to_owned(),
                         ..ActionRow::default()
-                    },
-                    ActionDto::PrefixSubject { prefix } => ActionRow {
+                    }],
+                    ActionDto::PrefixSubject { prefix } => vec![ActionRow {
                         kind: "prefix_subject".to_owned(),
                         text: prefix.clone(),
                         ..ActionRow::default()
-                    },
-                    ActionDto::AddHeader { name, value } => ActionRow {
+                    }],
+                    ActionDto::AddHeader { name, value } => vec![ActionRow {
                         kind: "add_header".to_owned(),
                         text: name.clone(),
                         value: value.clone(),
                         ..ActionRow::default()
-                    },
-                    ActionDto::Stop => ActionRow {
+                    }],
+                    ActionDto::Stop => vec![ActionRow {
                         kind: "stop".to_owned(),
                         ..ActionRow::default()
-                    },
+                    }],
                 })
                 .collect(),
             revision: r.revision.to_string(),
@@ -314,44 +325,53 @@ impl RuleForm {
             .collect()
     }
 
+    /// The action rows as the API's actions; adjacent "forward to" rows
+    /// are one action forwarding to all their mailboxes.
     fn wire_actions(&self) -> Result<Vec<ActionDto>, Problem> {
-        self.actions
-            .iter()
-            .filter(|a| !a.kind.is_empty())
-            .enumerate()
-            .map(|(i, a)| {
-                Ok(match a.kind.as_str() {
-                    "forward_to" => ActionDto::ForwardTo {
+        let mut out: Vec<ActionDto> = Vec::new();
+        for a in self.actions.iter().filter(|a| !a.kind.is_empty()) {
+            let i = out.len();
+            let action = match a.kind.as_str() {
+                "forward_to" => {
+                    if let Some(ActionDto::ForwardTo { mailboxes }) = out.last_mut() {
+                        if !a.mailbox.is_empty() {
+                            mailboxes.push(a.mailbox.clone());
+                        }
+                        continue;
+                    }
+                    ActionDto::ForwardTo {
                         mailboxes: if a.mailbox.is_empty() {
                             Vec::new()
                         } else {
                             vec![a.mailbox.clone()]
                         },
-                    },
-                    "block_reject" => ActionDto::Block {
-                        reply: BlockReplyDto::Reject,
-                    },
-                    "block_silent" => ActionDto::Block {
-                        reply: BlockReplyDto::Silent,
-                    },
-                    "quarantine" => ActionDto::Quarantine,
-                    "prefix_subject" => ActionDto::PrefixSubject {
-                        prefix: a.text.clone(),
-                    },
-                    "add_header" => ActionDto::AddHeader {
-                        name: a.text.trim().to_owned(),
-                        value: a.value.clone(),
-                    },
-                    "stop" => ActionDto::Stop,
-                    _ => {
-                        return Err(Problem::invalid(
-                            format!("actions/{i}/type"),
-                            "unknown action",
-                        ));
                     }
-                })
-            })
-            .collect()
+                }
+                "block_reject" => ActionDto::Block {
+                    reply: BlockReplyDto::Reject,
+                },
+                "block_silent" => ActionDto::Block {
+                    reply: BlockReplyDto::Silent,
+                },
+                "quarantine" => ActionDto::Quarantine,
+                "prefix_subject" => ActionDto::PrefixSubject {
+                    prefix: a.text.clone(),
+                },
+                "add_header" => ActionDto::AddHeader {
+                    name: a.text.trim().to_owned(),
+                    value: a.value.clone(),
+                },
+                "stop" => ActionDto::Stop,
+                _ => {
+                    return Err(Problem::invalid(
+                        format!("actions/{i}/type"),
+                        "unknown action",
+                    ));
+                }
+            };
+            out.push(action);
+        }
+        Ok(out)
     }
 
     fn wire_mode(&self) -> Result<MatchModeDto, Problem> {
