@@ -117,7 +117,7 @@ pub(crate) struct CreatedKey {
     params(PageQuery),
     responses((status = 200, description = "A page of keys", body = PageOf<ApiKeyView>))
 )]
-async fn list_keys(
+pub(crate) async fn list_keys(
     State(state): State<ApiState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -171,7 +171,7 @@ pub(crate) struct CreateKey {
     request_body = CreateKey,
     responses((status = 201, description = "The key and its token (shown once)", body = CreatedKey))
 )]
-async fn create_key(
+pub(crate) async fn create_key(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateKey>,
@@ -253,7 +253,7 @@ async fn create_key(
     params(("id" = String, Path, description = "Key id")),
     responses((status = 204, description = "Revoked"))
 )]
-async fn delete_key(
+pub(crate) async fn delete_key(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,

@@ -315,7 +315,7 @@ fn detail(d: &Domain, me: &Principal, state: &ApiState, notes: Vec<String>) -> D
     request_body = CreateDomain,
     responses((status = 201, description = "The domain and the records to publish", body = DomainDetail))
 )]
-async fn create_domain(
+pub(crate) async fn create_domain(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiJson(body): ApiJson<CreateDomain>,
@@ -403,7 +403,7 @@ async fn create_domain(
     params(PageQuery),
     responses((status = 200, description = "One page of domains", body = PageOf<DomainView>))
 )]
-async fn list_domains(
+pub(crate) async fn list_domains(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -424,7 +424,7 @@ async fn list_domains(
     params(("id" = uuid::Uuid, Path, description = "Domain id")),
     responses((status = 200, description = "The domain", body = DomainDetail))
 )]
-async fn get_domain(
+pub(crate) async fn get_domain(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -466,7 +466,7 @@ async fn get_records(
     request_body = UpdateDomain,
     responses((status = 200, description = "The domain", body = DomainDetail))
 )]
-async fn update_domain(
+pub(crate) async fn update_domain(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -502,7 +502,7 @@ async fn update_domain(
     params(("id" = uuid::Uuid, Path, description = "Domain id")),
     responses((status = 204, description = "Deleted"))
 )]
-async fn delete_domain(
+pub(crate) async fn delete_domain(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -541,7 +541,7 @@ async fn delete_domain(
         (status = 409, description = "An administrator disabled this domain")
     )
 )]
-async fn verify_domain(
+pub(crate) async fn verify_domain(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ClientIp(ip): ClientIp,

@@ -160,7 +160,7 @@ async fn own_mailbox(state: &ApiState, me: &Principal, id: uuid::Uuid) -> ApiRes
     request_body = CreateMailbox,
     responses((status = 201, description = "The mailbox, not yet verified", body = MailboxView))
 )]
-async fn create_mailbox(
+pub(crate) async fn create_mailbox(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiJson(body): ApiJson<CreateMailbox>,
@@ -226,7 +226,7 @@ async fn create_mailbox(
     params(PageQuery),
     responses((status = 200, description = "One page of mailboxes", body = PageOf<MailboxView>))
 )]
-async fn list_mailboxes(
+pub(crate) async fn list_mailboxes(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -264,7 +264,7 @@ async fn list_mailboxes(
     params(("id" = uuid::Uuid, Path, description = "Mailbox id")),
     responses((status = 200, description = "The mailbox", body = MailboxView))
 )]
-async fn get_mailbox(
+pub(crate) async fn get_mailbox(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -283,7 +283,7 @@ async fn get_mailbox(
     params(("id" = uuid::Uuid, Path, description = "Mailbox id")),
     responses((status = 204, description = "Deleted"))
 )]
-async fn delete_mailbox(
+pub(crate) async fn delete_mailbox(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -311,7 +311,7 @@ async fn delete_mailbox(
     params(("id" = uuid::Uuid, Path, description = "Mailbox id")),
     responses((status = 200, description = "Sent; the mailbox", body = MailboxView))
 )]
-async fn resend_verification(
+pub(crate) async fn resend_verification(
     state: axum::extract::State<ApiState>,
     me: Principal,
     ApiPath(id): ApiPath<uuid::Uuid>,
@@ -347,7 +347,7 @@ async fn resend_verification(
     security((), ("api_key" = []), ("session" = [])),
     responses((status = 200, description = "Verified; the mailbox", body = MailboxView))
 )]
-async fn verify_mailbox(
+pub(crate) async fn verify_mailbox(
     state: axum::extract::State<ApiState>,
     me: Result<Principal, Problem>,
     ClientIp(ip): ClientIp,

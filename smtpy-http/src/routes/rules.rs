@@ -553,7 +553,7 @@ pub(crate) struct UpdateRule {
     tag = "rules",
     responses((status = 200, description = "The caller's rules", body = Vec<RuleView>))
 )]
-async fn list_rules(
+pub(crate) async fn list_rules(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult<Json<Vec<RuleView>>> {
@@ -570,7 +570,7 @@ async fn list_rules(
     request_body = CreateRule,
     responses((status = 201, description = "The rule", body = RuleView))
 )]
-async fn create_rule(
+pub(crate) async fn create_rule(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateRule>,
@@ -639,7 +639,7 @@ async fn create_rule(
     params(("id" = String, Path, description = "Rule id")),
     responses((status = 200, description = "The rule", body = RuleView))
 )]
-async fn get_rule(
+pub(crate) async fn get_rule(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<RuleId>,
@@ -658,7 +658,7 @@ async fn get_rule(
     request_body = UpdateRule,
     responses((status = 200, description = "The rule", body = RuleView))
 )]
-async fn update_rule(
+pub(crate) async fn update_rule(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<RuleId>,
@@ -707,7 +707,7 @@ async fn update_rule(
     params(("id" = String, Path, description = "Rule id")),
     responses((status = 204, description = "Deleted"))
 )]
-async fn delete_rule(
+pub(crate) async fn delete_rule(
     State(state): State<ApiState>,
     principal: Principal,
     ApiPath(id): ApiPath<RuleId>,
@@ -735,7 +735,7 @@ pub(crate) struct ReorderRules {
     request_body = ReorderRules,
     responses((status = 200, description = "The rules in their new order", body = Vec<RuleView>))
 )]
-async fn reorder_rules(
+pub(crate) async fn reorder_rules(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<ReorderRules>,
@@ -908,7 +908,7 @@ fn header_block(headers: Option<&ExplainHeaders>) -> ApiResult<Vec<u8>> {
     request_body = ExplainRequest,
     responses((status = 200, description = "The explanation", body = ExplanationView))
 )]
-async fn explain_message(
+pub(crate) async fn explain_message(
     State(state): State<ApiState>,
     principal: Principal,
     ApiJson(body): ApiJson<ExplainRequest>,
