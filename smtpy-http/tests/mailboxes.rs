@@ -124,7 +124,7 @@ async fn the_link_uses_the_public_url_and_an_authenticated_verify_works() {
         app.outbox
             .last_var("me@outside.test", "verification_link")
             .as_deref(),
-        Some(format!("https://mail.example/verify-mailbox?token={token}").as_str())
+        Some(format!("https://mail.example/app/mailboxes/verify#token={token}").as_str())
     );
     let r = a
         .post("/api/v1/mailboxes/verify", json!({ "token": token }))

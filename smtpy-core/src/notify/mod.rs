@@ -461,7 +461,7 @@ impl Notification {
     /// let n = Notification::password_reset(
     ///     EmailAddress::parse("me@mail.example")?,
     ///     "q3Zr9xT0",
-    ///     Some("https://alias.example/reset?token=q3Zr9xT0"),
+    ///     Some("https://alias.example/reset-password/confirm#token=q3Zr9xT0"),
     ///     Timestamp::from_unix_secs(1_700_003_600),
     /// );
     /// assert_eq!(n.kind, NotificationKind::PasswordReset);

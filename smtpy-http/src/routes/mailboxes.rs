@@ -92,11 +92,12 @@ fn mint_token(expires: Timestamp) -> ApiResult<(String, SecretHash)> {
 }
 
 fn link(state: &ApiState, token: &str) -> Option<String> {
-    state
-        .config()
-        .public_url
-        .as_ref()
-        .map(|u| format!("{}/verify-mailbox?token={token}", u.trim_end_matches('/')))
+    state.config().public_url.as_ref().map(|u| {
+        format!(
+            "{}/app/mailboxes/verify#token={token}",
+            u.trim_end_matches('/')
+        )
+    })
 }
 
 /// Gives `m` a new token and sends it; the caller stores `m` (before, so
