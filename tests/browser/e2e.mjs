@@ -76,6 +76,7 @@ const watch = (page) => {
     if (m.type() === "error" && !(expectHttpErrors && /status of 4\d\d/.test(text))) { errors.push(text); }
   });
   page.on("pageerror", (e) => errors.push(`script error: ${e.message}`));
+  page.on("response", (r) => { if (r.status() >= 400) { console.log(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`); } });
 };
 context.on("page", watch);
 const page = context.pages()[0] || await context.newPage();
@@ -127,21 +128,23 @@ try {
 
   step("add a mailbox and confirm it");
   await go("/app/mailboxes");
-  await page.getByLabel("Address").fill(MAILBOX);
+  await page.locator("#address").fill(MAILBOX);
   await page.getByRole("button", { name: "Add mailbox" }).click();
   await page.waitForLoadState();
+  check(/waiting/i.test(await page.locator("main").innerText()), "the new mailbox waits for its confirmation");
   const code = await ask("mailbox-code", MAILBOX);
   await go("/app/mailboxes/verify");
-  await page.getByLabel("Code").fill(code);
-  await page.getByRole("button", { name: "Confirm" }).click();
+  await page.getByLabel("Verification code").fill(code);
+  await page.getByRole("button", { name: "Verify mailbox" }).click();
   await page.waitForLoadState();
   await go("/app/mailboxes");
-  check(/verified/i.test(await page.locator("main").innerText()), "the mailbox shows as verified");
+  const boxRow = await page.locator("tr", { hasText: MAILBOX }).innerText();
+  check(/verified/i.test(boxRow) && !/waiting/i.test(boxRow), `the mailbox shows as verified (${boxRow})`);
   await shot("mailboxes");
 
   step("create an alias");
   await go("/app/aliases");
-  await page.getByLabel("Custom address").fill(ALIAS);
+  await page.locator("#new-address").fill(ALIAS);
   await page.getByRole("button", { name: "Create alias" }).click();
   await page.waitForLoadState();
   check((await page.locator("main").innerText()).includes(ALIAS), "the new alias is shown");
@@ -164,8 +167,8 @@ try {
   await row.getByRole("link").first().click();
   await page.waitForURL(/\/app\/aliases\/[0-9a-f-]+$/);
   const aliasPage = page.url();
-  await page.getByLabel("Address to write to").fill(CONTACT);
-  await page.getByRole("button", { name: "Create contact" }).click();
+  await page.getByLabel("Their address").fill(CONTACT);
+  await page.getByRole("button", { name: "Get the address to write to" }).click();
   await page.waitForLoadState();
   const text = await page.locator("main").innerText();
   check(text.includes(CONTACT), "the contact is listed");
@@ -175,13 +178,15 @@ try {
   const delivered = await ask("send", ALIAS, "Hello from the browser test");
   check(delivered === "delivered", `the mail was delivered (${delivered})`);
   await page.goto(aliasPage);
-  check(/forwarded/i.test(await page.locator("main").innerText()), "a forwarded event on the alias page");
+  const events = await page.locator("section", { has: page.locator("#events") }).innerText();
+  check(/Delivered to your mailbox/.test(events), `a delivery event on the alias page (${events})`);
   check(await page.locator("svg.chart").count() === 1, "the usage chart");
   await shot("alias");
 
   step("a form posted without its CSRF token is refused");
   await go("/app/aliases");
   expectHttpErrors = true;
+  await page.locator("#new-address").fill(`forged@${DOMAIN}`);
   await page.evaluate(() => {
     const form = document.querySelector('form[action="/app/aliases"][method="post"]');
     form.querySelector('input[name="_csrf"]').remove();
