@@ -92,6 +92,26 @@ const go = async (path) => {
 };
 const flash = async () => (await page.locator("#status").innerText()).trim();
 
+// What every page must have for people using a screen reader or a
+// keyboard: a name for each control, one <h1> and no skipped heading
+// levels, a language.
+const accessible = async (where) => {
+  const problems = await page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea, button")) {
+      const named = (el.labels && el.labels.length > 0) || el.getAttribute("aria-label")
+        || el.getAttribute("aria-labelledby") || (el.tagName === "BUTTON" && el.textContent.trim());
+      if (!named) { out.push(`unnamed ${el.tagName.toLowerCase()} ${el.name || el.id || ""}`); }
+    }
+    const levels = [...document.querySelectorAll("h1, h2, h3, h4")].map((h) => Number(h.tagName[1]));
+    if (levels.filter((l) => l === 1).length !== 1) { out.push(`${levels.filter((l) => l === 1).length} h1 elements`); }
+    levels.forEach((l, i) => { if (i > 0 && l > levels[i - 1] + 1) { out.push(`heading h${l} after h${levels[i - 1]}`); } });
+    if (!document.documentElement.lang) { out.push("no lang"); }
+    return out;
+  });
+  check(problems.length === 0, `${where}: ${problems.join("; ")}`);
+};
+
 try {
   step("the violation detector sees an inline style");
   await go("/login");
@@ -106,12 +126,20 @@ try {
 
   step("sign in");
   await go("/login");
+  await accessible("/login");
   await shot("login");
   await page.getByLabel("Email").fill(EMAIL);
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL("**/app/aliases");
   check((await flash()).includes("Signed in"), "signed-in message");
+
+  step("keyboard: the first Tab reaches the skip link, which leads to the content");
+  await go("/app/domains");
+  await page.keyboard.press("Tab");
+  check(await page.evaluate(() => document.activeElement.className) === "skip", "the first Tab reaches the skip link");
+  await page.keyboard.press("Enter");
+  check(page.url().endsWith("#main"), "the skip link jumps to the content");
 
   step("add a domain and verify it");
   await go("/app/domains");
@@ -199,14 +227,19 @@ try {
   check(/Form refused/.test(await page.locator("main").innerText()), "the refusal says why");
   expectHttpErrors = false;
 
-  step("the other pages render");
+  step("every page renders, with named controls and ordered headings");
   for (const [path, name] of [
+    ["/app/aliases", null], ["/app/domains", null], ["/app/mailboxes", null],
     ["/app/rules", "rules"], ["/app/api-keys", "api-keys"], ["/app/account", "account"],
     ["/admin/users", "admin-users"], ["/admin/health", "admin-health"], ["/admin/queue", "admin-queue"],
+    ["/admin/audit", null], ["/admin/features", null], ["/admin/config", null],
   ]) {
     await go(path);
-    await shot(name);
+    await accessible(path);
+    if (name) { await shot(name); }
   }
+  await page.goto(aliasPage);
+  await accessible("the alias page");
 
   step("readable on a phone");
   await page.setViewportSize({ width: 390, height: 844 });
