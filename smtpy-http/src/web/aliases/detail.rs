@@ -12,7 +12,6 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use smtpy_core::ids::AliasId;
-use smtpy_core::model::ApiScope;
 
 use crate::auth::Principal;
 use crate::page::PageQuery;
@@ -367,18 +366,17 @@ fn describe_actions(actions: &[ActionDto]) -> String {
     words.join(", ")
 }
 
-/// The caller's rules that apply to `alias` (read as the rules API reads
-/// them: the caller's rules, in evaluation order).
+/// The caller's rules that apply to `alias` (from the rules API, in
+/// evaluation order).
 async fn rules_for(
     state: &ApiState,
     principal: &Principal,
     alias: &AliasView,
 ) -> Result<Vec<RuleView>, Problem> {
-    principal.require(ApiScope::AliasesRead)?;
-    let all = state.store().list_rules(principal.id()).await?;
+    let axum::Json(all) =
+        crate::routes::rules::list_rules(State(state.clone()), principal.clone()).await?;
     Ok(all
-        .iter()
-        .map(RuleView::from)
+        .into_iter()
         .filter(|r| match r.scope.as_str() {
             "user" => true,
             "domain" => r.domain_id.as_deref() == Some(alias.domain_id.as_str()),
