@@ -10,7 +10,9 @@
 //! - the configuration table of docs/operator-guide.md: each key is accepted
 //!   by the loader (`check-config` with the key in a file) and its
 //!   environment name follows `SMTPY_<SECTION>__<KEY>`; every `SMTPY_*` name
-//!   in the docs is in that table or in the code.
+//!   in the docs is in that table or in the code;
+//! - every web page named in backticks (`/login`, `/app/…`, `/admin/…`)
+//!   is a route of the web interface.
 //!
 //! The server binary is built by `cargo test` (or `cargo build --example server`).
 
@@ -831,4 +833,94 @@ fn the_shell_splitter_understands_the_docs_idioms() {
         "/api/v1/aliases/bulk",
         "/api/v1/aliases/{id}"
     ));
+}
+
+/// The web pages the docs name (`/login`, `/app/…`, `/admin/…`, … in
+/// backticks; `<id>`-style placeholders stand for any id).
+fn documented_pages() -> BTreeSet<(String, String)> {
+    const PREFIXES: [&str; 6] = [
+        "/app",
+        "/admin",
+        "/login",
+        "/logout",
+        "/register",
+        "/reset-password",
+    ];
+    let mut out = BTreeSet::new();
+    for (name, text) in documents() {
+        for (i, span) in text.split('`').enumerate() {
+            // Odd pieces are inside backticks.
+            if i % 2 == 0 || span.contains(' ') {
+                continue;
+            }
+            let path = span
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('…')
+                .trim_end_matches('/');
+            if PREFIXES
+                .iter()
+                .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+            {
+                out.insert((name.clone(), path.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_web_page_in_the_docs_exists() {
+    use tower::ServiceExt as _;
+    let pages = documented_pages();
+    assert!(
+        pages.iter().any(|(_, p)| p == "/app/aliases"),
+        "the scan finds the documented pages: {pages:?}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let state = smtpy_http::ApiState::new(
+        std::sync::Arc::new(smtpy_core::memory::MemoryStore::new()),
+        smtpy_http::HttpConfig::default(),
+    );
+    let router = smtpy_http::router(state);
+    let id = "0190b5e4-0000-7000-8000-000000000000";
+    let mut missing = Vec::new();
+    for (doc, path) in &pages {
+        let concrete: Vec<String> = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with(['<', '{', '$']) || seg == "…" || seg == "..." {
+                    id.to_owned()
+                } else {
+                    seg.to_owned()
+                }
+            })
+            .collect();
+        let uri = if path.ends_with("/…") || path.ends_with("/...") {
+            // `/app/…` names an area: its first page must exist.
+            concrete[..concrete.len() - 1].join("/")
+        } else {
+            concrete.join("/")
+        };
+        let request = axum::http::Request::get(&uri)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let status = runtime
+            .block_on(router.clone().oneshot(request))
+            .expect("response")
+            .status();
+        // Signed out, a page redirects to the sign-in form (or shows itself);
+        // a form-only path answers 405. Only an unknown path is a 404.
+        if status == 404 {
+            missing.push(format!("{doc}: {path} ({uri})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "pages named in the docs that do not exist: {missing:#?}"
+    );
 }

@@ -50,6 +50,7 @@ pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/app/aliases") }))
         .route("/app", get(|| async { Redirect::to("/app/aliases") }))
+        .route("/admin", get(|| async { Redirect::to("/admin/users") }))
         .merge(assets::routes())
         .merge(login::routes())
         .merge(auth_pages::routes())
