@@ -6,18 +6,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Actor, TestApp};
+use common::TestApp;
 use serde_json::{Value, json};
-use smtpy_core::address::{DomainName, EmailAddress};
+use smtpy_core::address::EmailAddress;
 use smtpy_core::ids::{MessageId, UserId};
 use smtpy_core::memory::MemoryStore;
 use smtpy_core::model::{
-    Alias, DeliveryEvent, Domain, EventKind, Mailbox, MessageKind, QueuedMessage, QueuedRecipient,
+    Alias, DeliveryEvent, EventKind, MessageKind, QueuedMessage, QueuedRecipient,
 };
-use smtpy_core::store::{
-    Access, AliasStore, AuditFilter, AuditStore, DomainStore, EventStore, MailboxStore,
-    PageRequest, QueueStore,
-};
+use smtpy_core::store::{Access, AuditFilter, AuditStore, EventStore, PageRequest, QueueStore};
 use smtpy_core::time::{Clock, Timestamp};
 
 fn message(
@@ -53,34 +50,6 @@ async fn app_with_queue() -> (TestApp, Arc<MemoryStore>) {
     let q = queue.clone();
     let app = TestApp::start_with(common::test_config(), move |s| s.with_queue(q)).await;
     (app, queue)
-}
-
-async fn alias_for(app: &TestApp, actor: &Actor, domain: &str) -> Alias {
-    let now = app.clock.now();
-    let mut d = Domain::new(
-        DomainName::parse(domain).expect("domain"),
-        actor.user.id,
-        "token".into(),
-        now,
-    );
-    d.verified_at = Some(now);
-    app.store.create_domain(&d).await.expect("domain");
-    let mut m = Mailbox::new(
-        actor.user.id,
-        EmailAddress::parse(&format!("inbox@real-{domain}")).expect("mailbox"),
-        now,
-    );
-    m.verified_at = Some(now);
-    app.store.create_mailbox(&m).await.expect("mailbox");
-    let a = Alias::new(
-        EmailAddress::parse(&format!("shop@{domain}")).expect("alias"),
-        actor.user.id,
-        d.id,
-        vec![m.id],
-        now,
-    );
-    app.store.create_alias(&a).await.expect("alias");
-    a
 }
 
 fn ids(v: &Value) -> Vec<String> {
@@ -244,7 +213,7 @@ async fn owners_release_only_their_own_quarantined_mail() {
     let (app, queue) = app_with_queue().await;
     let a = app.user("a@users.test").await;
     let b = app.user("b@users.test").await;
-    let alias = alias_for(&app, &a, "a.example").await;
+    let alias = common::fixture(&app, &a, "a.example").await.alias;
     let now = app.clock.now();
     let quarantined = message(now, Some(a.user.id), Some(&alias), true);
     queue.enqueue(&quarantined).await.expect("enqueue");

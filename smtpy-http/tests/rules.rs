@@ -3,53 +3,14 @@
 
 mod common;
 
-use common::{Actor, TestApp};
+use common::fixture;
+
+use common::TestApp;
 use serde_json::{Value, json};
-use smtpy_core::address::{DomainName, EmailAddress};
+use smtpy_core::address::EmailAddress;
 use smtpy_core::ids::RuleId;
-use smtpy_core::model::{Alias, ApiScope, Domain, Mailbox, Role, RuleAction, RuleScope};
-use smtpy_core::store::{Access, AliasStore, DomainStore, MailboxStore, RuleStore};
-use smtpy_core::time::Clock;
-
-struct Fixture {
-    domain: Domain,
-    mailbox: Mailbox,
-    alias: Alias,
-}
-
-/// A verified domain `domain`, a verified mailbox and the alias
-/// `shop@domain` for `actor`, written straight to the store.
-async fn fixture(app: &TestApp, actor: &Actor, domain: &str) -> Fixture {
-    let now = app.clock.now();
-    let mut d = Domain::new(
-        DomainName::parse(domain).expect("domain"),
-        actor.user.id,
-        "token".into(),
-        now,
-    );
-    d.verified_at = Some(now);
-    app.store.create_domain(&d).await.expect("domain");
-    let mut m = Mailbox::new(
-        actor.user.id,
-        EmailAddress::parse(&format!("inbox@real-{domain}")).expect("mailbox"),
-        now,
-    );
-    m.verified_at = Some(now);
-    app.store.create_mailbox(&m).await.expect("mailbox");
-    let a = Alias::new(
-        EmailAddress::parse(&format!("shop@{domain}")).expect("alias"),
-        actor.user.id,
-        d.id,
-        vec![m.id],
-        now,
-    );
-    app.store.create_alias(&a).await.expect("alias");
-    Fixture {
-        domain: d,
-        mailbox: m,
-        alias: a,
-    }
-}
+use smtpy_core::model::{ApiScope, Role, RuleAction, RuleScope};
+use smtpy_core::store::{Access, AliasStore, DomainStore, RuleStore};
 
 fn rule_id(v: &Value) -> RuleId {
     v["id"].as_str().expect("id").parse().expect("rule id")

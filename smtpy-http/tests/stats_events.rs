@@ -6,42 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Actor, TestApp};
+use common::TestApp;
 use serde_json::{Value, json};
-use smtpy_core::address::{DomainName, EmailAddress};
+use smtpy_core::address::EmailAddress;
 use smtpy_core::model::{
-    Alias, ApiScope, CounterDelta, DeliveryEvent, Domain, EventKind, Mailbox, Role, UsageRecord,
+    Alias, ApiScope, CounterDelta, DeliveryEvent, EventKind, Role, UsageRecord,
 };
-use smtpy_core::store::{AliasStore, DomainStore, EventStore, MailboxStore, UsageStore};
+use smtpy_core::store::{AliasStore, EventStore, UsageStore};
 use smtpy_core::time::{Clock, Timestamp};
-
-async fn alias_for(app: &TestApp, actor: &Actor, domain: &str) -> Alias {
-    let now = app.clock.now();
-    let mut d = Domain::new(
-        DomainName::parse(domain).expect("domain"),
-        actor.user.id,
-        "token".into(),
-        now,
-    );
-    d.verified_at = Some(now);
-    app.store.create_domain(&d).await.expect("domain");
-    let mut m = Mailbox::new(
-        actor.user.id,
-        EmailAddress::parse(&format!("inbox@real-{domain}")).expect("mailbox"),
-        now,
-    );
-    m.verified_at = Some(now);
-    app.store.create_mailbox(&m).await.expect("mailbox");
-    let a = Alias::new(
-        EmailAddress::parse(&format!("shop@{domain}")).expect("alias"),
-        actor.user.id,
-        d.id,
-        vec![m.id],
-        now,
-    );
-    app.store.create_alias(&a).await.expect("alias");
-    a
-}
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -49,7 +21,7 @@ const DAY_MS: i64 = 86_400_000;
 async fn stats_series_from_usage_records() {
     let app = TestApp::start().await;
     let a = app.user("a@users.test").await;
-    let alias = alias_for(&app, &a, "a.example").await;
+    let alias = common::fixture(&app, &a, "a.example").await.alias;
     // 2024-03-01 .. 2024-03-03: traffic on the 1st and the 3rd.
     let mar1 = Timestamp::from_unix_millis(19_783 * DAY_MS + 3_600_000);
     for (at, messages, bytes) in [(mar1, 2, 2000), (mar1, 1, 500)] {
@@ -162,7 +134,7 @@ fn ids(v: &Value) -> Vec<String> {
 async fn events_newest_first_with_cursor_and_owner_only() {
     let app = TestApp::start().await;
     let a = app.user("a@users.test").await;
-    let alias = alias_for(&app, &a, "a.example").await;
+    let alias = common::fixture(&app, &a, "a.example").await.alias;
     let other_alias = {
         let now = app.clock.now();
         let x = Alias::new(

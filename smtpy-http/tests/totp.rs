@@ -3,41 +3,14 @@
 
 mod common;
 
+use common::{base32, code_at};
+
 use std::time::Duration;
 
 use common::{Client, PASSWORD, Resp, TestApp};
-use ring::hmac;
 use serde_json::json;
 use smtpy_core::store::{Access, AuditFilter, AuditStore, PageRequest, UserStore};
 use smtpy_core::time::Timestamp;
-
-/// RFC 4648 base32 decoding (upper case, no padding), as an authenticator does.
-fn base32(text: &str) -> Vec<u8> {
-    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u64, 0u32);
-    for c in text.chars() {
-        let v = ALPHABET.find(c).expect("base32 character") as u64;
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
-}
-
-/// The RFC 6238 code of `secret` at `at` (SHA-1, 6 digits, 30 s).
-fn code_at(secret: &[u8], at: Timestamp) -> String {
-    let counter = (at.as_unix_secs() / 30) as u64;
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
-    let tag = hmac::sign(&key, &counter.to_be_bytes());
-    let h = tag.as_ref();
-    let o = (h[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes([h[o] & 0x7f, h[o + 1], h[o + 2], h[o + 3]]);
-    format!("{:06}", bin % 1_000_000)
-}
 
 fn now(app: &TestApp) -> Timestamp {
     app.state.clock().now()

@@ -6,52 +6,16 @@
 
 mod common;
 
+use common::fixture;
+
+use common::TestApp;
 use common::web::WebClient;
-use common::{Actor, TestApp};
-use smtpy_core::address::{DomainName, EmailAddress};
+use smtpy_core::address::EmailAddress;
 use smtpy_core::model::{
-    Alias, BlockReply, ConditionField, Domain, ForwardingRule, Mailbox, MatchMode, Operator,
-    RuleAction, RuleScope,
+    BlockReply, ConditionField, ForwardingRule, Mailbox, MatchMode, Operator, RuleAction, RuleScope,
 };
-use smtpy_core::store::{Access, AliasStore, DomainStore, MailboxStore, RuleStore};
+use smtpy_core::store::{Access, MailboxStore, RuleStore};
 use smtpy_core::time::Clock as _;
-
-struct Fixture {
-    mailbox: Mailbox,
-    alias: Alias,
-}
-
-/// A verified domain, a verified mailbox and the alias `shop@domain`.
-async fn fixture(app: &TestApp, actor: &Actor, domain: &str) -> Fixture {
-    let now = app.clock.now();
-    let mut d = Domain::new(
-        DomainName::parse(domain).expect("domain"),
-        actor.user.id,
-        "token".into(),
-        now,
-    );
-    d.verified_at = Some(now);
-    app.store.create_domain(&d).await.expect("domain");
-    let mut m = Mailbox::new(
-        actor.user.id,
-        EmailAddress::parse(&format!("inbox@real-{domain}")).expect("mailbox"),
-        now,
-    );
-    m.verified_at = Some(now);
-    app.store.create_mailbox(&m).await.expect("mailbox");
-    let a = Alias::new(
-        EmailAddress::parse(&format!("shop@{domain}")).expect("alias"),
-        actor.user.id,
-        d.id,
-        vec![m.id],
-        now,
-    );
-    app.store.create_alias(&a).await.expect("alias");
-    Fixture {
-        mailbox: m,
-        alias: a,
-    }
-}
 
 /// The fields of an empty rule form (the match mode left to its default,
 /// `all`) plus `extra`.

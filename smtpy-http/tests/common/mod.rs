@@ -355,3 +355,75 @@ impl Client {
         self.send(Method::DELETE, path, None).await
     }
 }
+
+/// RFC 4648 base32 decoding, as an authenticator does.
+pub fn base32(text: &str) -> Vec<u8> {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u64, 0u32);
+    for c in text.chars() {
+        let v = ALPHABET.find(c).expect("base32 character") as u64;
+        buf = (buf << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The RFC 6238 code of `secret` at `at` (SHA-1, 6 digits, 30 s).
+pub fn code_at(secret: &[u8], at: smtpy_core::time::Timestamp) -> String {
+    let counter = (at.as_unix_secs() / 30) as u64;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    let tag = ring::hmac::sign(&key, &counter.to_be_bytes());
+    let h = tag.as_ref();
+    let o = (h[19] & 0x0f) as usize;
+    let bin = u32::from_be_bytes([h[o] & 0x7f, h[o + 1], h[o + 2], h[o + 3]]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+/// What [`fixture`] creates.
+pub struct Fixture {
+    pub domain: smtpy_core::model::Domain,
+    pub mailbox: smtpy_core::model::Mailbox,
+    pub alias: smtpy_core::model::Alias,
+}
+
+/// A verified domain `domain`, a verified mailbox `inbox@real-<domain>` and
+/// the alias `shop@<domain>` for `actor`, written straight to the store.
+pub async fn fixture(app: &TestApp, actor: &Actor, domain: &str) -> Fixture {
+    use smtpy_core::address::DomainName;
+    use smtpy_core::model::{Alias, Domain, Mailbox};
+    use smtpy_core::store::{AliasStore, DomainStore, MailboxStore};
+    let now = app.clock.now();
+    let mut d = Domain::new(
+        DomainName::parse(domain).expect("domain"),
+        actor.user.id,
+        "token".into(),
+        now,
+    );
+    d.verified_at = Some(now);
+    app.store.create_domain(&d).await.expect("domain");
+    let mut m = Mailbox::new(
+        actor.user.id,
+        EmailAddress::parse(&format!("inbox@real-{domain}")).expect("mailbox"),
+        now,
+    );
+    m.verified_at = Some(now);
+    app.store.create_mailbox(&m).await.expect("mailbox");
+    let a = Alias::new(
+        EmailAddress::parse(&format!("shop@{domain}")).expect("alias"),
+        actor.user.id,
+        d.id,
+        vec![m.id],
+        now,
+    );
+    app.store.create_alias(&a).await.expect("alias");
+    Fixture {
+        domain: d,
+        mailbox: m,
+        alias: a,
+    }
+}
