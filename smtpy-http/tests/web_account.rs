@@ -374,6 +374,9 @@ async fn second_factor_enrol_confirm_and_sign_in_asks_for_the_code() {
     setup.assert_contains("class=\"secret mono\"");
     setup.assert_contains("data-copy-target=\"totp-secret\"");
     setup.assert_contains("otpauth://totp/");
+    // The address as a QR code, drawn inline without a style attribute.
+    setup.assert_contains("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"qr\"");
+    assert!(!setup.html.contains("style="));
     let secret_text = between(&setup.html, "id=\"totp-secret\">", "<").to_owned();
     let secret = base32(&secret_text);
     // Nothing stored yet.

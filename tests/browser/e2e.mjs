@@ -241,6 +241,16 @@ try {
   await page.goto(aliasPage);
   await accessible("the alias page");
 
+  step("second factor: the set-up page shows a QR code (nothing stored until confirmed)");
+  await go("/app/account");
+  await page.getByRole("button", { name: "Set up a second factor" }).click();
+  await page.waitForLoadState();
+  check(await page.locator("svg.qr path").count() === 1, "a QR code");
+  await accessible("the second-factor set-up page");
+  await shot("totp");
+  await page.getByRole("link", { name: "Cancel" }).click();
+  await page.waitForURL("**/app/account");
+
   step("readable on a phone");
   await page.setViewportSize({ width: 390, height: 844 });
   await go("/app/aliases");

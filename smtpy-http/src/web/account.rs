@@ -244,7 +244,19 @@ struct TotpPage {
     chrome: Chrome,
     secret: String,
     otpauth_uri: String,
+    /// The address as a QR code (inline SVG drawn by [`super::qr`]).
+    qr: Option<String>,
     errors: FormErrors,
+}
+
+fn totp_qr(otpauth_uri: &str) -> Option<String> {
+    if !otpauth_uri.starts_with("otpauth://") {
+        return None;
+    }
+    super::qr::svg(
+        otpauth_uri,
+        "QR code of the otpauth address: scan it with your authenticator app",
+    )
 }
 
 /// Draws a secret to enrol (`POST /me/totp/setup`; nothing is stored yet)
@@ -265,6 +277,7 @@ async fn totp_setup(State(state): State<ApiState>, user: WebUser) -> Result<Resp
     Ok(page(&TotpPage {
         chrome,
         secret: setup.secret,
+        qr: totp_qr(&setup.otpauth_uri),
         otpauth_uri: setup.otpauth_uri,
         errors: FormErrors::none(),
     }))
@@ -303,6 +316,7 @@ async fn totp_enable(
                     ..user.chrome("account", "Set up a second factor")
                 },
                 secret: form.secret,
+                qr: totp_qr(&form.otpauth_uri),
                 otpauth_uri: form.otpauth_uri,
                 errors: FormErrors::of(&problem),
             },

@@ -32,6 +32,7 @@ mod domains;
 mod keys;
 mod login;
 mod mailboxes;
+mod qr;
 pub(crate) mod render;
 mod rules;
 pub(crate) mod session;
