@@ -69,10 +69,18 @@
 
   // Tokens from mail links travel in the fragment (#token=…), never in a
   // URL the server sees: copy it into <input data-fragment-token> and
-  // drop it from the address bar.
+  // drop it from the address bar. A link that first needs a sign-in keeps
+  // its fragment through the sign-in form's `next` field, so the page it
+  // leads to still gets the token.
   var target = document.querySelector("input[data-fragment-token]");
-  if (target && location.hash.indexOf("#token=") === 0) {
-    target.value = decodeURIComponent(location.hash.slice(7));
-    history.replaceState(null, "", location.pathname + location.search);
+  var next = document.querySelector('form[action="/login"] input[name="next"]');
+  if (location.hash.indexOf("#token=") === 0) {
+    if (target) {
+      target.value = decodeURIComponent(location.hash.slice(7));
+      history.replaceState(null, "", location.pathname + location.search);
+    } else if (next && next.value.indexOf("#") < 0) {
+      next.value += location.hash;
+      history.replaceState(null, "", location.pathname + location.search);
+    }
   }
 })();

@@ -262,6 +262,17 @@ try {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL("**/login");
 
+  step("a confirmation link opened while signed out keeps its token through the sign-in");
+  await page.goto(`${BASE}/app/mailboxes/verify#token=from-the-mail`);
+  await page.waitForURL(/\/login\?next=/);
+  check(!page.url().includes("from-the-mail"), "the token is not left in the address bar");
+  await page.getByLabel("Email").fill(EMAIL);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL("**/app/mailboxes/verify");
+  check(await page.getByLabel("Verification code").inputValue() === "from-the-mail", "the token is in the form");
+  check(!page.url().includes("from-the-mail"), "and not in the address bar");
+
   check(violations.length === 0, `CSP violations: ${violations.join(" | ")}`);
   check(errors.length === 0, `console errors: ${errors.join(" | ")}`);
   console.log("RESULT ok");
