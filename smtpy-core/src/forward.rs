@@ -375,7 +375,8 @@ pub fn format_rfc5322_date(at: Timestamp) -> String {
     let secs = at.as_unix_secs().clamp(MIN_SECS, MAX_SECS);
     let days = secs.div_euclid(86_400);
     let of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    // In range: `secs` is clamped to years 0000–9999.
+    let (year, month, day) = crate::time::Day::from_days_since_epoch(days as i32).civil();
     // 1970-01-01 was a Thursday.
     let weekday = DAY_NAMES[days.rem_euclid(7) as usize];
     let month_name = MONTH_NAMES[(month - 1) as usize];
@@ -385,25 +386,6 @@ pub fn format_rfc5322_date(at: Timestamp) -> String {
         of_day / 60 % 60,
         of_day % 60
     )
-}
-
-/// The proleptic Gregorian (year, month 1–12, day 1–31) of a day count
-/// since 1970-01-01, using 400-year eras of 146 097 days counted from
-/// 0000-03-01 (so the leap day ends a year).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    // Days from 0000-03-01 to 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Month counted from March = 0.
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `recipients` without duplicates by canonical form

@@ -252,7 +252,7 @@ async fn health_shows_the_checks_metrics_and_jobs() {
     r.assert_contains("node-7");
     r.assert_contains(">failed</span>");
     r.assert_contains("store timed out");
-    r.assert_contains("2023-11-14 22:13:20 UTC");
+    r.assert_contains("2023-11-14 22:13 UTC");
 }
 
 fn message(now: Timestamp, held: bool) -> QueuedMessage {

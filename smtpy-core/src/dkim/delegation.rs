@@ -233,22 +233,9 @@ fn civil_date(at: Timestamp) -> (i64, i64, i64) {
         .as_unix_millis()
         .div_euclid(86_400_000)
         .clamp(-719_528, 2_932_896);
-    // Days since 0000-03-01, in 400-year eras of 146 097 days.
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = era * 400 + year_of_era + i64::from(month <= 2);
-    (year, month, day)
+    // In `i32` range after the clamp.
+    let (year, month, day) = crate::time::Day::from_days_since_epoch(days as i32).civil();
+    (year, i64::from(month), i64::from(day))
 }
 
 /// The kind of a DNS record to publish.

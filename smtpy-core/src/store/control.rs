@@ -129,37 +129,9 @@ pub fn check_control_key(entity: &'static str, key: &str) -> StoreResult<()> {
 /// ```
 #[must_use]
 pub fn month_start(day: Day) -> Day {
-    let (y, m, _) = civil_from_days(i64::from(day.days_since_epoch()));
-    let days = days_from_civil(y, m, 1);
-    Day::from_days_since_epoch(i32::try_from(days).unwrap_or(day.days_since_epoch()))
-}
-
-/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    // Both are in range by construction (1..=31 and 1..=12).
-    (y, m as u32, d as u32)
-}
-
-/// Days since 1970-01-01 of a civil date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let (y, m, _) = day.civil();
+    // The first of a month exists whenever the month does.
+    Day::from_civil(y, m, 1).unwrap_or(day)
 }
 
 /// Runtime settings, background job leases, and the queries of the

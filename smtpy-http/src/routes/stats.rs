@@ -19,56 +19,10 @@ pub const DEFAULT_DAYS: i32 = 30;
 /// Most days in one series.
 pub const MAX_DAYS: i32 = 366;
 
-/// `YYYY-MM-DD` of `day` (proleptic Gregorian, UTC).
-#[must_use]
-pub fn format_day(day: Day) -> String {
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = i64::from(day.days_since_epoch()) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Parses `YYYY-MM-DD`.
+/// Parses `YYYY-MM-DD` of 1970 or later (series start at the epoch).
 #[must_use]
 pub fn parse_day(s: &str) -> Option<Day> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())
-            .flatten()
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in_month = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if !(1..=days_in_month).contains(&d) || y < 1970 {
-        return None;
-    }
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    i32::try_from(days).ok().map(Day::from_days_since_epoch)
+    Day::parse(s).filter(|d| d.days_since_epoch() >= 0)
 }
 
 /// The period of a series.
@@ -165,15 +119,15 @@ fn series(from: Day, to: Day, rows: &[DailyUsage]) -> StatsView {
         total_messages = total_messages.saturating_add(messages);
         total_bytes = total_bytes.saturating_add(bytes);
         days.push(DayView {
-            day: format_day(d),
+            day: d.to_string(),
             messages,
             bytes,
         });
         d = d.next();
     }
     StatsView {
-        from: format_day(from),
-        to: format_day(to),
+        from: from.to_string(),
+        to: to.to_string(),
         days,
         total_messages,
         total_bytes,
@@ -254,18 +208,20 @@ mod tests {
 
     #[test]
     fn days_round_trip() {
-        assert_eq!(format_day(Day::from_days_since_epoch(0)), "1970-01-01");
+        assert_eq!(Day::from_days_since_epoch(0).to_string(), "1970-01-01");
         assert_eq!(parse_day("1970-01-01"), Some(Day::from_days_since_epoch(0)));
         assert_eq!(
-            parse_day("2024-02-29").map(format_day).as_deref(),
+            parse_day("2024-02-29").map(|d| d.to_string()).as_deref(),
             Some("2024-02-29")
         );
         assert_eq!(parse_day("2023-02-29"), None);
         assert_eq!(parse_day("2024-13-01"), None);
         assert_eq!(parse_day("24-01-01"), None);
+        // Series start at the epoch.
+        assert_eq!(parse_day("1969-12-31"), None);
         for n in [0, 59, 60, 365, 10_957, 19_782, 20_000, 40_000] {
             let d = Day::from_days_since_epoch(n);
-            assert_eq!(parse_day(&format_day(d)), Some(d), "{n}");
+            assert_eq!(parse_day(&d.to_string()), Some(d), "{n}");
         }
     }
 }

@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use smtpy_core::time::Timestamp;
 
 use crate::problem::{ApiJson, ApiPath, Problem};
 use crate::routes::accounts::totp::{self, DisableTotp, EnableTotp};
@@ -24,18 +23,10 @@ use crate::state::ApiState;
 use super::csrf::{WebForm, form_pairs, multipart_parts};
 use super::render::{Chrome, Flash, FormErrors, WebError, page, page_with_status, redirect_with};
 use super::session::WebUser;
+use super::text::when;
 
 /// Where every form of this page goes back to.
 const HOME: &str = "/app/account";
-
-/// A time for people, e.g. `Wed, 25 Nov 2026 08:57:09 UTC`.
-fn when(ms: i64) -> String {
-    let date = smtpy_core::forward::format_rfc5322_date(Timestamp::from_unix_millis(ms));
-    match date.strip_suffix(" +0000") {
-        Some(d) => format!("{d} UTC"),
-        None => date,
-    }
-}
 
 /// The settings form's values (the account's, or the ones just sent back
 /// with an error).

@@ -27,7 +27,6 @@ use crate::routes::aliases::{
     self as api, AliasView, CreateAlias, DeletedWire, GeneratorWire, ListAliases, ModeWire,
     UpdateAlias,
 };
-use crate::routes::stats::format_day;
 use crate::state::ApiState;
 
 use super::csrf::{FormPairs, WebForm, form_pairs};
@@ -35,37 +34,14 @@ use super::render::{
     Chrome, Flash, FormErrors, WebError, page_with_status, problem_text, redirect_with,
     safe_local_path, status_of, wants_json,
 };
-use super::session::{WebUser, urlencode};
+use super::session::WebUser;
+use super::text::{date_of, link, path_id};
 
 /// Rows per list page unless the query says otherwise.
 const PAGE_ROWS: u32 = 50;
 
 // ---------------------------------------------------------------------------
 // Shared helpers (also used by the alias page)
-
-/// An alias id from the path; anything else is the API's `404`.
-pub(crate) fn parse_alias_id(raw: &str) -> Result<uuid::Uuid, Problem> {
-    raw.parse::<uuid::Uuid>()
-        .map_err(|_| Problem::not_found("alias"))
-}
-
-/// `YYYY-MM-DD HH:MM` (UTC) of a Unix-milliseconds instant.
-pub(crate) fn fmt_time(ms: i64) -> String {
-    const DAY: i64 = 86_400_000;
-    let days = i32::try_from(ms.div_euclid(DAY)).unwrap_or(0);
-    let in_day = ms.rem_euclid(DAY) / 60_000;
-    format!(
-        "{} {:02}:{:02}",
-        format_day(smtpy_core::time::Day::from_days_since_epoch(days)),
-        in_day / 60,
-        in_day % 60
-    )
-}
-
-/// `YYYY-MM-DD` (UTC) of a Unix-milliseconds instant.
-pub(crate) fn fmt_date(ms: i64) -> String {
-    fmt_time(ms).chars().take(10).collect()
-}
 
 /// The words for an alias's mode.
 pub(crate) fn mode_name(mode: ModeWire) -> &'static str {
@@ -217,29 +193,20 @@ impl Filters {
 
     /// The list's URL with these filters and `cursor`.
     fn url(&self, cursor: Option<&str>) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        for (k, v) in [
-            ("q", &self.q),
-            ("enabled", &self.enabled),
-            ("domain", &self.domain),
-            ("category", &self.category),
-            ("mode", &self.mode),
-            ("mailbox", &self.mailbox),
-            ("deleted", &self.deleted),
-            ("limit", &self.limit),
-        ] {
-            if !v.is_empty() {
-                parts.push(format!("{k}={}", urlencode(v)));
-            }
-        }
-        if let Some(c) = cursor {
-            parts.push(format!("cursor={}", urlencode(c)));
-        }
-        if parts.is_empty() {
-            "/app/aliases".to_owned()
-        } else {
-            format!("/app/aliases?{}", parts.join("&"))
-        }
+        link(
+            "/app/aliases",
+            &[
+                ("q", &self.q),
+                ("enabled", &self.enabled),
+                ("domain", &self.domain),
+                ("category", &self.category),
+                ("mode", &self.mode),
+                ("mailbox", &self.mailbox),
+                ("deleted", &self.deleted),
+                ("limit", &self.limit),
+                ("cursor", cursor.unwrap_or("")),
+            ],
+        )
     }
 }
 
@@ -438,7 +405,7 @@ fn row_of(a: &AliasView, mailboxes: &[Mailbox]) -> Row {
         enabled: a.enabled,
         expired: a.enabled && !a.active && a.deleted_at.is_none(),
         deleted: a.deleted_at.is_some(),
-        created: fmt_date(a.created_at),
+        created: date_of(a.created_at),
     }
 }
 
@@ -541,7 +508,7 @@ async fn toggle(
 ) -> Result<Response, WebError> {
     let back = back_to(form.back.as_deref());
     let principal = user.principal.clone();
-    let found = match parse_alias_id(&id) {
+    let found = match path_id(&id, "alias") {
         Ok(id) => api::get_alias(State(state.clone()), principal.clone(), ApiPath(id))
             .await
             .map(|j| (id, j.0)),
@@ -601,7 +568,7 @@ async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    let id = parse_alias_id(&id)?;
+    let id = path_id(&id, "alias")?;
     let principal = user.principal.clone();
     let current = api::get_alias(State(state.clone()), principal.clone(), ApiPath(id))
         .await
@@ -627,7 +594,7 @@ async fn restore(
     Path(id): Path<String>,
     WebForm(form): WebForm<BackForm>,
 ) -> Result<Response, WebError> {
-    let id = parse_alias_id(&id)?;
+    let id = path_id(&id, "alias")?;
     let back = form
         .back
         .as_deref()

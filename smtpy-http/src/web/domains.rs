@@ -2,9 +2,7 @@
 //! the verification status explained per record, "Check now", its
 //! settings (catch-all, default mailboxes) and deleting it.
 //!
-//! Also the small helpers the pages of this area share: [`when`] (a time
-//! for people), [`path_id`] (an id from the path, a malformed one being
-//! the 404 page).
+//! Also [`my_mailboxes`], the owner's mailboxes for the pickers of this area.
 
 use askama::Template;
 use axum::Router;
@@ -27,57 +25,7 @@ use super::render::{
     status_of,
 };
 use super::session::WebUser;
-
-/// A Unix-milliseconds time as `2026-11-25 08:57 UTC`.
-pub(super) fn when(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
-}
-
-/// An optional time for people, or `none` when absent.
-pub(super) fn when_or(ms: Option<i64>, none: &str) -> String {
-    ms.map_or_else(|| none.to_owned(), when)
-}
-
-/// Year, month, day of a count of days since 1970-01-01 (proleptic
-/// Gregorian; H. Hinnant's algorithm).
-pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Days since 1970-01-01 of a calendar date (inverse of
-/// [`civil_from_days`]).
-pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The id in a page's path; anything that is not an id is `what` not
-/// found (the 404 page), as the API answers.
-pub(super) fn path_id(raw: &str, what: &str) -> Result<uuid::Uuid, Problem> {
-    uuid::Uuid::try_parse(raw).map_err(|_| Problem::not_found(what))
-}
+use super::text::{path_id, when, when_or};
 
 /// The caller's mailboxes (up to the API's largest page), for pickers.
 pub(super) async fn my_mailboxes(

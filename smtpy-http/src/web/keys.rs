@@ -14,12 +14,12 @@ use crate::routes::api_keys::{self as api, ApiKeyView, CreateKey, ScopeName};
 use crate::state::ApiState;
 
 use super::csrf::FormPairs;
-use super::domains::{days_from_civil, path_id, when, when_or};
 use super::render::{
     Chrome, Flash, FormErrors, WebError, page, page_with_status, problem_text, redirect_with,
     status_of,
 };
 use super::session::WebUser;
+use super::text::{parse_date, path_id, when, when_or};
 
 /// A scope checkbox of the form.
 struct ScopeChoice {
@@ -131,24 +131,6 @@ struct CreatedPage {
     chrome: Chrome,
     row: Row,
     token: String,
-}
-
-/// `YYYY-MM-DD` as the first instant of that day (UTC), in Unix
-/// milliseconds.
-fn parse_date(s: &str) -> Option<i64> {
-    let mut it = s.split('-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let d: i64 = it.next()?.parse().ok()?;
-    if it.next().is_some() || !(1..=9999).contains(&y) || !(1..=12).contains(&m) {
-        return None;
-    }
-    let days = days_from_civil(y, m, d);
-    // Reject impossible days (31 February): the date must round-trip.
-    if super::domains::civil_from_days(days) != (y, m, d) {
-        return None;
-    }
-    Some(days * 86_400_000)
 }
 
 /// The form's scopes as the API names them.

@@ -17,12 +17,12 @@ use crate::routes::mailboxes::{self as api, CreateMailbox, MailboxView, VerifyMa
 use crate::state::ApiState;
 
 use super::csrf::WebForm;
-use super::domains::{path_id, when};
 use super::render::{
     Chrome, Flash, FormErrors, WebError, page, page_with_status, problem_text, redirect_with,
     status_of,
 };
 use super::session::WebUser;
+use super::text::{path_id, when};
 
 /// A mailbox row of the list.
 struct Row {

@@ -36,6 +36,7 @@ mod qr;
 pub(crate) mod render;
 mod rules;
 pub(crate) mod session;
+mod text;
 
 use axum::Router;
 use axum::response::Redirect;

@@ -18,7 +18,7 @@ use crate::state::ApiState;
 
 use super::super::render::{Chrome, FormErrors, WebError, page, page_with_status, status_of};
 use super::super::session::WebAdmin;
-use super::{date_of, link, parse_date, when};
+use crate::web::text::{date_of, link, parse_date, when};
 
 /// One event as shown.
 struct Row {

@@ -18,7 +18,8 @@ use crate::state::ApiState;
 
 use super::super::render::{Chrome, WebError, page};
 use super::super::session::WebAdmin;
-use super::{number, when, when_or};
+use super::number;
+use crate::web::text::{when, when_or};
 
 /// One readiness check as shown.
 struct CheckRow {

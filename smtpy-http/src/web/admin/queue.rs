@@ -20,7 +20,7 @@ use super::super::render::{
     Chrome, Flash, WebError, page, page_with_status, problem_text, redirect_with,
 };
 use super::super::session::WebAdmin;
-use super::{link, path_id, when, when_or};
+use crate::web::text::{link, path_id, when, when_or};
 
 /// One queued message in the list.
 struct Row {

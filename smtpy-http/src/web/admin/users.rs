@@ -23,7 +23,7 @@ use super::super::render::{
     status_of,
 };
 use super::super::session::{WebAdmin, urlencode};
-use super::{link, path_id, when, when_or};
+use crate::web::text::{link, path_id, when, when_or};
 
 /// One account in the list.
 struct UserRow {

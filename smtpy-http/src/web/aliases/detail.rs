@@ -29,9 +29,8 @@ use super::super::render::{
 };
 use super::super::session::{WebUser, urlencode};
 use super::chart::{Chart, DayCount};
-use super::{
-    action_failed, fmt_date, fmt_time, mailbox_names, mode_name, owner_mailboxes, parse_alias_id,
-};
+use super::{action_failed, mailbox_names, mode_name, owner_mailboxes};
+use crate::web::text::{date_of, path_id, when};
 
 /// Events shown per page of the alias page.
 const EVENT_ROWS: u32 = 20;
@@ -55,7 +54,7 @@ struct EditValues {
 
 /// The last day an expiry leaves the alias working (`YYYY-MM-DD`).
 fn expiry_day(ms: i64) -> String {
-    fmt_date(ms - 1)
+    date_of(ms - 1)
 }
 
 impl EditValues {
@@ -179,7 +178,7 @@ impl ContactRow {
             display_name: c.display_name.clone().unwrap_or_default(),
             reverse: c.reverse_alias.clone(),
             blocked: c.blocked,
-            last_seen: c.last_seen_at.map(fmt_time).unwrap_or_default(),
+            last_seen: c.last_seen_at.map(when).unwrap_or_default(),
         }
     }
 }
@@ -340,7 +339,7 @@ fn describe(e: &EventView, rules: &[RuleView]) -> EventRow {
         }
     }
     EventRow {
-        time: fmt_time(e.at),
+        time: when(e.at),
         what,
         tone,
         sender: e.sender.clone().unwrap_or_default(),
@@ -413,7 +412,7 @@ async fn blocked_per_day(
         .await?
         .0;
         for e in &page.items {
-            *out.entry(fmt_date(e.at)).or_insert(0) += 1;
+            *out.entry(date_of(e.at)).or_insert(0) += 1;
         }
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -513,7 +512,7 @@ async fn render(
         blocked: c.blocked,
         replied: c.replied,
         bounced: c.bounced,
-        last_used: c.last_used_at.map_or_else(|| "never".to_owned(), fmt_time),
+        last_used: c.last_used_at.map_or_else(|| "never".to_owned(), when),
     });
 
     let event_page = events::alias_events(
@@ -548,8 +547,8 @@ async fn render(
         deleted: alias.deleted_at.is_some(),
         expired: alias.enabled && !alias.active && alias.deleted_at.is_none(),
         mailboxes_text: mailbox_names(&alias.mailboxes, &mailboxes).join(", "),
-        created: fmt_time(alias.created_at),
-        updated: fmt_time(alias.updated_at),
+        created: when(alias.created_at),
+        updated: when(alias.updated_at),
         edit,
         errors,
         mailbox_choices,
@@ -583,7 +582,7 @@ async fn render(
             .next_cursor
             .map(|c| format!("{here}?events={}#events", urlencode(&c))),
         events_first: query.events.as_ref().map(|_| format!("{here}#events")),
-        today: fmt_date(state.clock().now().as_unix_millis()),
+        today: date_of(state.clock().now().as_unix_millis()),
         alias,
     };
     Ok(page_with_status(status, &page))
@@ -596,7 +595,7 @@ async fn show(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, WebError> {
     let id =
-        parse_alias_id(&id).map_err(|p| WebError::within(p, user.chrome("aliases", "Alias")))?;
+        path_id(&id, "alias").map_err(|p| WebError::within(p, user.chrome("aliases", "Alias")))?;
     let query = DetailQuery::parse(raw.as_deref());
     render(
         &state,
@@ -619,7 +618,7 @@ async fn edit(
     form: FormPairs,
 ) -> Result<Response, WebError> {
     let id =
-        parse_alias_id(&id).map_err(|p| WebError::within(p, user.chrome("aliases", "Alias")))?;
+        path_id(&id, "alias").map_err(|p| WebError::within(p, user.chrome("aliases", "Alias")))?;
     let values = EditValues::from_form(&form);
     let principal = user.principal.clone();
     let current = api::get_alias(State(state.clone()), principal.clone(), ApiPath(id))
@@ -671,7 +670,7 @@ async fn add_contact(
     WebForm(form): WebForm<ContactForm>,
 ) -> Result<Response, WebError> {
     let id =
-        parse_alias_id(&id).map_err(|p| WebError::within(p, user.chrome("aliases", "Alias")))?;
+        path_id(&id, "alias").map_err(|p| WebError::within(p, user.chrome("aliases", "Alias")))?;
     let address = form.address.unwrap_or_default().trim().to_owned();
     let body = CreateContact {
         address: address.clone(),
