@@ -50,14 +50,7 @@ fn to_login(parts: &Parts, problem: &Problem) -> Response {
     } else {
         "/login".to_owned()
     };
-    let text = if cookie(&parts.headers, "smtpy_session").is_some()
-        || cookie(&parts.headers, "__Host-smtpy_session").is_some()
-    {
-        problem.detail.clone()
-    } else {
-        "Sign in to continue.".to_owned()
-    };
-    redirect_with(&target, Flash::error(text))
+    redirect_with(&target, Flash::error(problem.detail.clone()))
 }
 
 /// Percent-encodes `s` for a query value.
